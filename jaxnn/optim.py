@@ -1,0 +1,169 @@
+"""Optax chains built from an optimizer name (static) and a member's hyperparameters (traced).
+
+The chain is rebuilt inside the vmapped program for each member, so every number in it (lr,
+momentum, betas, eps, rho, L1/L2, weight decay, clip norm, schedule parameters) is that member's
+array value: one compiled program serves any values. Its order is the one Keras users expect:
+
+    coupled L1/L2 (gradient of the penalty, as Keras regularizers add it to the loss)
+    -> clip by global norm (of the regularized gradient)
+    -> scale_by_<optimizer>
+    -> decoupled weight decay (AdamW / PyTorch style: multiplied by the learning rate)
+    -> scale by -lr(t) from the schedule.
+
+Update equations (g = regularized, clipped gradient; lr = lr(t)):
+  sgd:      v = mu*v + g;  u = v (nesterov: u = g + mu*v)              [momentum mu may be 0]
+  adam:     m = b1*m + (1-b1)g; s = b2*s + (1-b2)g^2; u = m_hat/(sqrt(s_hat)+eps)
+  adamw:    adam + weight decay (any optimizer accepts weight_decay; adamw only changes defaults)
+  rmsprop:  s = rho*s + (1-rho)g^2; u = g/(sqrt(s)+eps) (PyTorch/Keras eps placement);
+            centered: s - mean^2; momentum: v = mom*v + u
+  adagrad:  s = s + g^2 (s0 = initial_accumulator); u = g/sqrt(s+eps) (optax placement)
+  adadelta: Zeiler 2012 with rho, eps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnn import schedules
+from jaxnn.registry import Registry
+
+Hparams = Mapping[str, jax.Array]
+
+
+def _scale_sgd(hp, *, nesterov=False, **_):
+  return optax.trace(decay=hp["momentum"], nesterov=nesterov)
+
+
+def _scale_adam(hp, **_):
+  return optax.scale_by_adam(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"])
+
+
+def _scale_rmsprop(hp, *, centered=False, **_):
+  return optax.chain(
+      optax.scale_by_rms(decay=hp["rho"], eps=hp["eps"], eps_in_sqrt=False)
+      if not centered else
+      optax.scale_by_stddev(decay=hp["rho"], eps=hp["eps"], eps_in_sqrt=False),
+      optax.trace(decay=hp["momentum"]),
+  )
+
+
+def _scale_adagrad(hp, **_):
+  return optax.scale_by_rss(initial_accumulator_value=hp["initial_accumulator"], eps=hp["eps"])
+
+
+def _scale_adadelta(hp, **_):
+  return optax.scale_by_adadelta(rho=hp["rho"], eps=hp["eps"])
+
+
+# name -> (scale_by factory, default numeric hyperparameters, static options it accepts).
+# Defaults follow PyTorch where Keras and PyTorch disagree, except where noted.
+class OptimizerEntry(NamedTuple):
+  scale_by: Callable[..., optax.GradientTransformation]
+  defaults: Mapping[str, float]
+  static: Mapping[str, Any]
+
+
+OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", {
+    "sgd": OptimizerEntry(_scale_sgd, {"lr": 0.01, "momentum": 0.0}, {}),
+    "momentum": OptimizerEntry(_scale_sgd, {"lr": 0.01, "momentum": 0.9}, {}),
+    "nesterov": OptimizerEntry(_scale_sgd, {"lr": 0.01, "momentum": 0.9}, {"nesterov": True}),
+    "adam": OptimizerEntry(_scale_adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, {}),
+    "adamw": OptimizerEntry(_scale_adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                                          "weight_decay": 0.01}, {}),
+    "rmsprop": OptimizerEntry(_scale_rmsprop, {"lr": 1e-3, "rho": 0.9, "eps": 1e-7,
+                                               "momentum": 0.0}, {}),
+    "rmsprop_centered": OptimizerEntry(_scale_rmsprop, {"lr": 1e-3, "rho": 0.9, "eps": 1e-7,
+                                                        "momentum": 0.0}, {"centered": True}),
+    "adagrad": OptimizerEntry(_scale_adagrad, {"lr": 0.01, "initial_accumulator": 0.1,
+                                               "eps": 1e-7}, {}),
+    # Adadelta: PyTorch's lr=1.0 (Keras uses 1e-3, which barely moves in a short sweep).
+    "adadelta": OptimizerEntry(_scale_adadelta, {"lr": 1.0, "rho": 0.9, "eps": 1e-6}, {}),
+})
+
+# Every numeric optimizer hyperparameter with its neutral value: a member that does not use one
+# still carries it, so all members of a bucket have the same pytree structure.
+OPTIMIZER_HPARAMS: dict[str, float] = {
+    "lr": 0.01, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "rho": 0.9,
+    "initial_accumulator": 0.1, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0,
+    "clip_norm": float("inf"),
+}
+
+
+def default_hparams(optimizer: str) -> dict[str, float]:
+  """The numeric defaults of `optimizer`, on top of the neutral values of all the others."""
+  return {**OPTIMIZER_HPARAMS, **OPTIMIZERS.get(optimizer).defaults}
+
+
+def kernel_mask(params) -> Any:
+  """True for weight matrices/filters (leaves named 'kernel'); biases and norm scales excluded."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def all_mask(params) -> Any:
+  return jax.tree_util.tree_map(lambda _: True, params)
+
+
+class AddL1L2State(NamedTuple):
+  """Stateless."""
+
+
+def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientTransformation:
+  """Adds the gradient of l1*sum|w| + l2*sum w^2 (Keras' L1L2 regularizer) to the updates.
+
+  Args:
+    l1, l2: penalty coefficients (traced scalars).
+    mask: pytree of bools like params, or a callable params -> mask; unmasked leaves untouched.
+  """
+
+  def init_fn(params):
+    del params
+    return AddL1L2State()
+
+  def update_fn(updates, state, params):
+    if params is None:
+      raise ValueError("add_l1_l2 needs params")
+    regularized = jax.tree_util.tree_map(
+        lambda g, p: g + l1 * jnp.sign(p) + 2.0 * l2 * p, updates, params)
+    return regularized, state
+
+  transform = optax.GradientTransformation(init_fn, update_fn)
+  return optax.masked(transform, mask) if mask is not None else transform
+
+
+def penalty(params, l1, l2, mask) -> jax.Array:
+  """The value of the L1/L2 penalty whose gradient add_l1_l2 adds (for reporting)."""
+  leaves = [p for p, m in zip(jax.tree_util.tree_leaves(params),
+                              jax.tree_util.tree_leaves(mask)) if m]
+  return sum((l1 * jnp.abs(p).sum() + l2 * jnp.square(p).sum() for p in leaves),
+             jnp.float32(0.0))
+
+
+def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
+                   schedule_per: str = "epoch", steps_per_epoch: int = 1,
+                   regularize_biases: bool = False) -> optax.GradientTransformation:
+  """Builds the member's optax chain.
+
+  Args:
+    optimizer: registry name (static).
+    hp: the member's numeric hyperparameters (see OPTIMIZER_HPARAMS and schedules.SCHEDULE_HPARAMS).
+    schedule, schedule_per, steps_per_epoch: the learning-rate schedule (static kind and unit).
+    regularize_biases: also apply L1/L2/weight decay to biases and norm parameters.
+
+  Returns:
+    An optax GradientTransformation whose state shape does not depend on any value in `hp`.
+  """
+  entry = OPTIMIZERS.get(optimizer)
+  mask = all_mask if regularize_biases else kernel_mask
+  lr = schedules.learning_rate_fn(schedule, hp, per=schedule_per, steps_per_epoch=steps_per_epoch)
+  return optax.chain(
+      add_l1_l2(hp["l1"], hp["l2"], mask),
+      optax.clip_by_global_norm(hp["clip_norm"]),
+      entry.scale_by(hp, **entry.static),
+      optax.add_decayed_weights(hp["weight_decay"], mask),
+      optax.scale_by_learning_rate(lr),
+  )

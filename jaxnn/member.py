@@ -1,0 +1,313 @@
+"""A member's flat config, split into what shapes the program and what the program reads.
+
+A member is described by one flat mapping of hyperparameters (what a search space samples, what
+a record stores). `resolve` validates it and splits it in two:
+  * a `BucketSpec`: everything that changes a shape or the compiled program (family, widths,
+    activation, initializer kinds, optimizer and schedule kinds, loss, batch size, augmentation
+    switches). Hashable: it is the static argument of the jitted population functions and the
+    key that groups members into buckets.
+  * a row of numbers: every numeric hyperparameter, present for every member (neutral values
+    where unused) so the rows of a bucket stack into arrays with one pytree structure.
+
+Every check runs here, before anything compiles, and fails with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from jaxnn import activations, initializers, losses, models, optim, schedules
+
+
+class ConfigError(ValueError):
+  """A config value that cannot be trained; the message is one line naming the field."""
+
+
+# The static (program-shaping) fields with their defaults.
+STATIC_DEFAULTS: dict[str, Any] = {
+    "model": "mlp",
+    "activation": "relu",
+    "kernel_init": None,   # None: the model family's own default (see model_default)
+    "bias_init": None,
+    "batchnorm": None,
+    "optimizer": "sgd",
+    "schedule": "constant",
+    "schedule_per": "epoch",
+    "loss": "cross_entropy",
+    "batch_size": 128,
+    "regularize_biases": False,
+    "crop_padding": 0,
+    "pad_mode": "reflect",
+    "flip": False,
+    "cutout": 0,
+    "shuffle": "member",
+    "eval_batch_size": 1000,
+}
+
+# Numeric fields that are not the optimizer's (see optim.OPTIMIZER_HPARAMS) or a schedule's.
+MODEL_HPARAMS: dict[str, float] = {
+    "dropout": 0.0, "act_param": 0.0, "label_smoothing": 0.0, "huber_delta": 1.0,
+    "init_scale": 1.0, "bias_value": 0.0,
+}
+SCHEDULE_DEFAULTS: dict[str, float] = {
+    "gamma": 0.1, "step_size": 1.0, "lr_min": 0.0, "decay": 0.0, "horizon": 1.0, "warmup": 0.0,
+    "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4,
+}
+# Fields that describe the member but are not part of the program: the driver reads them.
+RUN_FIELDS: dict[str, Any] = {"seed": 0, "epochs": 1}
+
+# Model options set through their own fields (activation, initializers, batchnorm have theirs).
+_SHARED_MODEL_OPTIONS = ("num_classes", "activation", "kernel_init", "bias_init", "batchnorm", "dtype")
+
+
+def model_option_fields() -> set[str]:
+  """Every architecture option of every registered model (widths, depth, features, ...)."""
+  return {o for name in models.list_models() for o in models.model_entry(name).options()
+          if o not in _SHARED_MODEL_OPTIONS}
+PAD_MODES = ("reflect", "constant")
+SHUFFLES = ("member", "shared")
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketSpec:
+  """What the compiled program depends on. Members with equal specs share one program."""
+  model: str
+  model_kwargs: tuple[tuple[str, Any], ...]
+  num_classes: int
+  loss: str = "cross_entropy"
+  optimizer: str = "sgd"
+  schedule: str = "constant"
+  schedule_per: str = "epoch"
+  batch_size: int = 128
+  regularize_biases: bool = False
+  crop_padding: int = 0
+  pad_mode: str = "reflect"
+  flip: bool = False
+  cutout: int = 0
+  shuffle: str = "member"
+  eval_batch_size: int = 1000
+  num_milestones: int = 0
+
+  def build_model(self):
+    return models.get_model(self.model, num_classes=self.num_classes, **dict(self.model_kwargs))
+
+  @property
+  def augments(self) -> bool:
+    return bool(self.crop_padding or self.flip or self.cutout)
+
+  def name(self) -> str:
+    """A short readable bucket name for logs and plans."""
+    kwargs = ",".join(f"{k}={_short(v)}" for k, v in self.model_kwargs
+                      if k not in ("kernel_init", "bias_init"))
+    parts = [f"{self.model}({kwargs})", self.optimizer]
+    if self.schedule != "constant":
+      parts.append(self.schedule)
+    parts.append(f"bs{self.batch_size}")
+    if self.augments:
+      parts.append("aug")
+    return " ".join(parts)
+
+
+def _short(value):
+  if isinstance(value, tuple):
+    return "x".join(map(str, value))
+  return str(value)
+
+
+def _fail(field: str, value: Any, allowed: str) -> ConfigError:
+  return ConfigError(f"{field}: got {value!r}; allowed: {allowed}")
+
+
+def _number(cfg, field, *, low=None, high=None, low_open=False, high_open=False, allowed=None):
+  value = cfg[field]
+  values = value if isinstance(value, (list, tuple)) else [value]
+  for v in values:
+    ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    ok = ok and not math.isnan(float(v))
+    if ok and low is not None:
+      ok = float(v) > low if low_open else float(v) >= low
+    if ok and high is not None:
+      ok = float(v) < high if high_open else float(v) <= high
+    if not ok:
+      raise _fail(field, value, allowed or _range_text(low, high, low_open, high_open))
+  return value
+
+
+def _range_text(low, high, low_open, high_open):
+  left = "(" if low_open else "["
+  right = ")" if high_open else "]"
+  return f"a number in {left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+
+
+def _choice(cfg, field, registry_or_choices):
+  value = cfg[field]
+  choices = list(registry_or_choices)
+  if value not in choices:
+    raise _fail(field, value, ", ".join(sorted(map(str, choices))))
+  return value
+
+
+def _bool(cfg, field):
+  value = cfg[field]
+  if not isinstance(value, (bool, np.bool_)):
+    raise _fail(field, value, "true or false")
+  return bool(value)
+
+
+def _int(cfg, field, low):
+  value = cfg[field]
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise _fail(field, value, f"an integer >= {low}")
+  return int(value)
+
+
+def known_fields() -> set[str]:
+  return (set(STATIC_DEFAULTS) | set(MODEL_HPARAMS) | set(SCHEDULE_DEFAULTS)
+          | set(optim.OPTIMIZER_HPARAMS) | set(RUN_FIELDS) | model_option_fields()
+          | {"milestones"})
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+  """Fills every field the config leaves out; defaults depend on the chosen kinds."""
+  unknown = set(config) - known_fields()
+  if unknown:
+    raise ConfigError(f"{sorted(unknown)[0]}: unknown field; known: {', '.join(sorted(known_fields()))}")
+  cfg = {**STATIC_DEFAULTS, **RUN_FIELDS, **config}
+  _choice(cfg, "model", models.list_models())
+  for field in ("kernel_init", "bias_init", "batchnorm", "activation"):
+    if cfg[field] is None:
+      cfg[field] = model_default(cfg["model"], field)
+  optimizer = _choice(cfg, "optimizer", optim.OPTIMIZERS)
+  kernel_init = _choice(cfg, "kernel_init", initializers.KERNEL_INITS)
+  bias_init = _choice(cfg, "bias_init", initializers.BIAS_INITS)
+  activation = _choice(cfg, "activation", activations.ACTIVATIONS)
+  derived = {
+      **optim.default_hparams(optimizer),
+      **SCHEDULE_DEFAULTS,
+      **MODEL_HPARAMS,
+      "init_scale": initializers.default_kernel_scale(kernel_init),
+      "bias_value": initializers.default_bias_value(bias_init),
+      "act_param": activations.default_param(activation),
+      "horizon": float(cfg["epochs"]) if cfg.get("schedule_per", "epoch") == "epoch" else 1.0,
+  }
+  return {**derived, **cfg}
+
+
+def model_default(model: str, field: str) -> Any:
+  """The default a model family gives one of its options (None if it has no such option)."""
+  import functools
+  factory = models.model_entry(model).factory
+  while isinstance(factory, functools.partial):
+    if field in factory.keywords:
+      return factory.keywords[field]
+    factory = factory.func
+  for f in dataclasses.fields(factory):
+    if f.name == field:
+      return None if f.default is dataclasses.MISSING else f.default
+  return None
+
+
+def _model_kwargs(cfg) -> tuple[tuple[str, Any], ...]:
+  options = set(models.model_entry(cfg["model"]).options())
+  kwargs = {k: cfg[k] for k in model_option_fields() if k in cfg}
+  for k in sorted(set(kwargs) - options):
+    raise _fail(k, kwargs[k], f"not an option of model {cfg['model']} "
+                f"(its options: {', '.join(sorted(options - set(_SHARED_MODEL_OPTIONS)))})")
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  if "widths" in kwargs and cfg["model"] == "mlp":
+    widths = kwargs["widths"]
+    widths = [widths] if isinstance(widths, (int, np.integer)) else list(widths)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
+                         for w in widths):
+      raise _fail("widths", cfg["widths"], "a non-empty list of positive integers")
+    kwargs["widths"] = tuple(int(w) for w in widths)
+  kwargs.update(activation=cfg["activation"], kernel_init=cfg["kernel_init"],
+                bias_init=cfg["bias_init"])
+  if "batchnorm" in options:
+    kwargs["batchnorm"] = bool(cfg["batchnorm"])
+  return tuple(sorted(kwargs.items()))
+
+
+def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec, dict[str, Any]]:
+  """Validates a member config and splits it into (BucketSpec, numeric row).
+
+  Args:
+    config: flat mapping of hyperparameters; missing fields take defaults.
+    num_classes: the data set's number of classes.
+
+  Returns:
+    (spec, row): row maps every numeric hyperparameter to a float (or a float list for
+    `milestones` and per-layer `dropout`), plus `seed` and `epochs` as ints.
+
+  Raises:
+    ConfigError: one line naming the first bad field, its value and what is allowed.
+  """
+  cfg = with_defaults(config)
+  _choice(cfg, "model", models.list_models())
+  _choice(cfg, "schedule", schedules.SCHEDULES)
+  _choice(cfg, "schedule_per", schedules.SCHEDULE_UNITS)
+  _choice(cfg, "loss", losses.LOSSES)
+  _choice(cfg, "pad_mode", PAD_MODES)
+  _choice(cfg, "shuffle", SHUFFLES)
+  for field in ("regularize_biases", "flip"):
+    _bool(cfg, field)
+  if cfg["batchnorm"] is not None:
+    _bool(cfg, "batchnorm")
+  for field, low in (("batch_size", 1), ("eval_batch_size", 1), ("crop_padding", 0),
+                     ("cutout", 0), ("seed", 0), ("epochs", 0)):
+    _int(cfg, field, low)
+
+  _number(cfg, "lr", low=0.0, high=math.inf, high_open=True, allowed="a finite number >= 0")
+  _number(cfg, "momentum", low=0.0, high=1.0, high_open=True)
+  _number(cfg, "dropout", low=0.0, high=1.0, high_open=True)
+  for field in ("beta1", "beta2", "rho", "gamma"):
+    _number(cfg, field, low=0.0, high=1.0)
+  for field in ("eps", "initial_accumulator", "weight_decay", "l1", "l2", "label_smoothing",
+                "lr_min", "decay", "warmup", "init_scale"):
+    _number(cfg, field, low=0.0)
+  _number(cfg, "label_smoothing", low=0.0, high=1.0, high_open=True)
+  for field in ("clip_norm", "step_size", "horizon", "div_factor", "final_div_factor",
+                "huber_delta"):
+    _number(cfg, field, low=0.0, low_open=True)
+  _number(cfg, "pct_start", low=0.0, high=1.0, low_open=True, high_open=True)
+  _number(cfg, "act_param", low=None)
+  _number(cfg, "bias_value", low=None)
+  if cfg["schedule"] == "multistep":
+    milestones = cfg.get("milestones")
+    if not isinstance(milestones, (list, tuple)) or not milestones:
+      raise _fail("milestones", milestones, "a non-empty list of epochs (or steps) for multistep")
+    _number(cfg, "milestones", low=0.0)
+  milestones = [float(m) for m in cfg.get("milestones") or []]
+
+  model_kwargs = _model_kwargs(cfg)
+  spec = BucketSpec(
+      model=cfg["model"], model_kwargs=model_kwargs, num_classes=int(num_classes),
+      loss=cfg["loss"], optimizer=cfg["optimizer"], schedule=cfg["schedule"],
+      schedule_per=cfg["schedule_per"], batch_size=int(cfg["batch_size"]),
+      regularize_biases=bool(cfg["regularize_biases"]), crop_padding=int(cfg["crop_padding"]),
+      pad_mode=cfg["pad_mode"], flip=bool(cfg["flip"]), cutout=int(cfg["cutout"]),
+      shuffle=cfg["shuffle"], eval_batch_size=int(cfg["eval_batch_size"]),
+      num_milestones=len(milestones))
+  try:
+    sites = models.dropout_sites(spec.model, num_classes=spec.num_classes, **dict(model_kwargs))
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"model: {cfg['model']} does not accept these settings ({e})") from None
+  dropout = cfg["dropout"]
+  if isinstance(dropout, (list, tuple)):
+    if len(dropout) != sites:
+      raise _fail("dropout", dropout, f"one rate or a list of {sites} rates (one per dropout site)")
+    dropout = [float(d) for d in dropout]
+  else:
+    dropout = [float(dropout)] * sites
+
+  numeric = (set(optim.OPTIMIZER_HPARAMS) | set(SCHEDULE_DEFAULTS) | set(MODEL_HPARAMS)) - {"dropout"}
+  row: dict[str, Any] = {k: float(cfg[k]) for k in sorted(numeric)}
+  row["dropout"] = dropout
+  row["milestones"] = milestones
+  row["seed"] = int(cfg["seed"])
+  row["epochs"] = int(cfg["epochs"])
+  return spec, row

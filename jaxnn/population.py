@@ -1,0 +1,317 @@
+"""A population: many members of one bucket trained side by side as one compiled program.
+
+The program is written for ONE member (`_member_epoch`: an epoch of lax.scan over batches of
+device-resident data, then an evaluation on the validation split) and vectorized over members
+with jax.vmap. Three rules make "a member in a population == the same config trained alone":
+
+  * every number that differs between members (lr, momentum, dropout, seed, ...) is an array
+    leaf of `hparams`, one row per member, never a Python constant: new values reuse the program;
+  * every random draw derives from the member's own (seed, member_id) by fold_in, never from its
+    position in the bucket or the bucket's size;
+  * members never interact: data are shared read-only (not copied per member), the batch of each
+    member is gathered by its own permutation.
+
+A member whose loss or parameters become non-finite is frozen at its last finite state and
+flagged `diverged`; a member whose `active` flag is cleared (early stopping, end of its epochs)
+stops updating. Neither changes the numbers of the others.
+
+Metrics leave the device once per epoch at most: `train_epoch` returns arrays [members].
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import data as data_lib
+from jaxnn import initializers, losses, optim, schedules
+from jaxnn.member import BucketSpec
+
+Hparams = Mapping[str, jax.Array]
+
+# Counts how often each population function is traced (i.e. compiled): tests use it to prove
+# that new hyperparameter values or seeds reuse the compiled program.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+# fold_in tags, one per purpose, so no two uses ever share a key.
+_INIT, _SHUFFLE, _DROPOUT, _AUGMENT = range(4)
+
+
+class MemberState(flax.struct.PyTreeNode):
+  """One member's training state; in a population every leaf has a leading [members] axis."""
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  step: jax.Array       # optimizer steps taken (int32)
+  epoch: jax.Array      # epochs started (int32); drives the data permutation
+  active: jax.Array     # bool: still updating
+  diverged: jax.Array   # bool: loss or params became non-finite (frozen at the last finite state)
+
+
+class DeviceData(NamedTuple):
+  """The splits the program reads, placed on the device once and shared by every member."""
+  train_x: jax.Array
+  train_y: jax.Array
+  val_x: jax.Array
+  val_y: jax.Array
+  mean: jax.Array
+  std: jax.Array
+
+
+def device_data(dataset: "data_lib.Dataset") -> DeviceData:
+  """Puts the train and validation splits on the device (images stay uint8)."""
+  return DeviceData(
+      train_x=jnp.asarray(dataset.train.x), train_y=jnp.asarray(dataset.train.y, jnp.int32),
+      val_x=jnp.asarray(dataset.val.x), val_y=jnp.asarray(dataset.val.y, jnp.int32),
+      mean=jnp.asarray(dataset.mean, jnp.float32), std=jnp.asarray(dataset.std, jnp.float32))
+
+
+def stack_rows(rows: Sequence[Mapping[str, Any]], member_ids: Sequence[int]) -> dict[str, np.ndarray]:
+  """Stacks the numeric rows of `member.resolve` into per-member arrays (host numpy).
+
+  Floats become float32 [M] (or [M, k] for vector fields); `seed` and `member_id` int32 [M].
+  `epochs` is the driver's business and is left out.
+  """
+  if len(rows) != len(member_ids):
+    raise ValueError(f"member_ids: {len(member_ids)} ids for {len(rows)} rows")
+  keys = sorted(k for k in rows[0] if k != "epochs")
+  out = {}
+  for key in keys:
+    dtype = np.int32 if key == "seed" else np.float32
+    out[key] = np.asarray([row[key] for row in rows], dtype)
+  out["member_id"] = np.asarray(member_ids, np.int32)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _model(spec: BucketSpec):
+  return spec.build_model()
+
+
+def steps_per_epoch(spec: BucketSpec, num_train: int) -> int:
+  """Full batches per epoch: the last partial batch is dropped (a fresh permutation each epoch
+  means every example is still seen about equally often)."""
+  return max(num_train // min(spec.batch_size, num_train), 1)
+
+
+def _member_key(hp: Hparams) -> jax.Array:
+  return jax.random.fold_in(jax.random.key(hp["seed"]), hp["member_id"])
+
+
+def _model_hparams(hp: Hparams) -> dict[str, jax.Array]:
+  return {"dropout": hp["dropout"], "act_param": hp["act_param"]}
+
+
+def _optimizer(spec: BucketSpec, hp: Hparams, num_train: int) -> optax.GradientTransformation:
+  return optim.make_optimizer(
+      spec.optimizer, hp, schedule=spec.schedule, schedule_per=spec.schedule_per,
+      steps_per_epoch=steps_per_epoch(spec, num_train), regularize_biases=spec.regularize_biases)
+
+
+def _tree_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _keep_where(ok, new, old):
+  return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+# ---------------------------------------------------------------- one member, written plainly
+
+def _member_init(spec: BucketSpec, sample_x: jax.Array, num_train: int, hp: Hparams) -> MemberState:
+  model = _model(spec)
+  key = jax.random.fold_in(_member_key(hp), _INIT)
+  params_key, dropout_key = jax.random.split(key)
+  variables = model.init({"params": params_key, "dropout": dropout_key}, sample_x, train=False,
+                         hparams=_model_hparams(hp))
+  params = initializers.rescale(variables["params"], hp["init_scale"], hp["bias_value"])
+  return MemberState(
+      params=params, batch_stats=variables.get("batch_stats", {}),
+      opt_state=_optimizer(spec, hp, num_train).init(params),
+      step=jnp.int32(0), epoch=jnp.int32(0), active=jnp.array(True), diverged=jnp.array(False))
+
+
+def _forward(spec, state_params, batch_stats, x, hp, *, train, key=None):
+  model = _model(spec)
+  variables = {"params": state_params}
+  if jax.tree_util.tree_leaves(batch_stats):
+    variables["batch_stats"] = batch_stats
+  if not train:
+    return model.apply(variables, x, train=False, hparams=_model_hparams(hp)), batch_stats
+  out, updates = model.apply(variables, x, train=True, hparams=_model_hparams(hp),
+                             rngs={"dropout": key}, mutable=["batch_stats"])
+  return out, updates.get("batch_stats", batch_stats)
+
+
+def _per_example_loss(spec, outputs, labels, hp):
+  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=hp["label_smoothing"],
+                                    huber_delta=hp["huber_delta"])
+
+
+def _member_keys(spec: BucketSpec, hp: Hparams):
+  member = _member_key(hp)
+  # 'shared' shuffling: every member with the same seed sees the same batches.
+  shuffle_base = member if spec.shuffle == "member" else jax.random.key(hp["seed"])
+  return (jax.random.fold_in(shuffle_base, _SHUFFLE), jax.random.fold_in(member, _DROPOUT),
+          jax.random.fold_in(member, _AUGMENT))
+
+
+def _member_train(spec: BucketSpec, data: DeviceData, hp: Hparams, state: MemberState):
+  """One epoch of training for one member. Returns (state, (mean train loss, mean train acc))."""
+  num_train = data.train_x.shape[0]
+  steps = steps_per_epoch(spec, num_train)
+  batch = min(spec.batch_size, num_train)
+  shuffle_key, dropout_key, augment_key = _member_keys(spec, hp)
+  order = jax.random.permutation(jax.random.fold_in(shuffle_key, state.epoch), num_train)
+  order = order[: steps * batch].reshape(steps, batch)
+  tx = _optimizer(spec, hp, num_train)
+
+  def train_step(state: MemberState, indices):
+    x = data_lib.normalize(data.train_x[indices], data.mean, data.std)
+    if spec.augments:
+      x = data_lib.augment(jax.random.fold_in(augment_key, state.step), x,
+                           crop_padding=spec.crop_padding, pad_mode=spec.pad_mode,
+                           flip=spec.flip, cutout=spec.cutout)
+    y = data.train_y[indices]
+
+    def loss_fn(params):
+      out, batch_stats = _forward(spec, params, state.batch_stats, x, hp, train=True,
+                                  key=jax.random.fold_in(dropout_key, state.step))
+      return _per_example_loss(spec, out, y, hp).mean(), (out, batch_stats)
+
+    (loss, (out, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & _tree_finite(params)
+    ok = state.active & finite
+    new = state.replace(
+        params=_keep_where(ok, params, state.params),
+        batch_stats=_keep_where(ok, batch_stats, state.batch_stats),
+        opt_state=_keep_where(ok, opt_state, state.opt_state),
+        step=state.step + ok.astype(jnp.int32),
+        active=ok,
+        diverged=state.diverged | (state.active & ~finite))
+    accuracy = losses.accuracy(spec.loss, out, y).mean()
+    return new, (loss, accuracy)
+
+  state, (step_losses, step_accs) = jax.lax.scan(train_step, state, order)
+  return state.replace(epoch=state.epoch + 1), (step_losses.mean(), step_accs.mean())
+
+
+def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, std, hp: Hparams,
+                     params, batch_stats):
+  """Mean loss and accuracy over the unmasked examples, chunk by chunk (bounded memory)."""
+
+  def chunk(totals, inputs):
+    x, y, mask = inputs
+    out, _ = _forward(spec, params, batch_stats, data_lib.normalize(x, mean, std), hp, train=False)
+    loss = _per_example_loss(spec, out, y, hp)
+    correct = losses.accuracy(spec.loss, out, y)
+    return (totals[0] + jnp.sum(jnp.where(mask, loss, 0.0)),
+            totals[1] + jnp.sum(jnp.where(mask, correct, 0.0))), None
+
+  (loss_sum, correct_sum), _ = jax.lax.scan(chunk, (jnp.float32(0), jnp.float32(0)),
+                                            (x_chunks, y_chunks, mask_chunks))
+  count = jnp.sum(mask_chunks)
+  return loss_sum / count, correct_sum / count
+
+
+def _chunked(spec: BucketSpec, x: jax.Array, y: jax.Array):
+  """Pads an eval split to whole chunks of eval_batch_size, with a mask for the padding."""
+  n = x.shape[0]
+  size = min(spec.eval_batch_size, n)
+  chunks = -(-n // size)
+  pad = chunks * size - n
+  mask = jnp.arange(chunks * size) < n
+  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+  y = jnp.pad(y, [(0, pad)] + [(0, 0)] * (y.ndim - 1))
+  return (x.reshape((chunks, size) + x.shape[1:]), y.reshape((chunks, size) + y.shape[1:]),
+          mask.reshape(chunks, size))
+
+
+# ------------------------------------------------------------- the population: vmap over members
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def init(spec: BucketSpec, hparams: Hparams, data: DeviceData) -> MemberState:
+  """Initializes every member of a bucket (params, batch stats, optimizer state).
+
+  Args:
+    spec: the bucket (static).
+    hparams: per-member arrays from `stack_rows` (all leaves have a leading [members] axis).
+    data: the device data (only shapes and the sample input are read).
+  """
+  TRACE_COUNTS["init"] += 1
+  sample = data_lib.normalize(data.train_x[:1], data.mean, data.std)
+  member_init = functools.partial(_member_init, spec, sample, data.train_x.shape[0])
+  return jax.vmap(member_init)(hparams)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
+def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData):
+  """Trains every member for one epoch, then evaluates it on the validation split.
+
+  Returns:
+    (state, metrics): metrics maps train_loss, train_acc, val_loss, val_acc, lr to arrays
+    [members]; lr is the rate used during this epoch (at its first step).
+  """
+  TRACE_COUNTS["train_epoch"] += 1
+  num_train = data.train_x.shape[0]
+
+  def lr_now(hp, step):
+    return schedules.learning_rate_fn(
+        spec.schedule, hp, per=spec.schedule_per,
+        steps_per_epoch=steps_per_epoch(spec, num_train))(step)
+
+  lr = jax.vmap(lr_now)(hparams, state.step)
+  state, (train_loss, train_acc) = jax.vmap(
+      functools.partial(_member_train, spec, data))(hparams, state)
+  val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std)
+  return state, {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                 "val_acc": val_acc, "lr": lr}
+
+
+def _evaluate(spec, state, hparams, x, y, mean, std):
+  x_chunks, y_chunks, mask = _chunked(spec, x, y)
+  member_eval = functools.partial(_member_evaluate, spec, x_chunks, y_chunks, mask, mean, std)
+  return jax.vmap(member_eval)(hparams, state.params, state.batch_stats)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def evaluate(spec: BucketSpec, state: MemberState, hparams: Hparams, x: jax.Array, y: jax.Array,
+             mean: jax.Array, std: jax.Array):
+  """Loss and accuracy [members] of every member on any split (e.g. the held-out test split)."""
+  TRACE_COUNTS["evaluate"] += 1
+  return _evaluate(spec, state, hparams, x, y, mean, std)
+
+
+def set_active(state: MemberState, active: jax.Array) -> MemberState:
+  """Stops (False) members from updating; a diverged member stays stopped."""
+  return state.replace(active=jnp.asarray(active) & state.active)
+
+
+def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Sequence[int],
+          data: DeviceData, epochs: int) -> tuple[MemberState, dict[str, np.ndarray]]:
+  """Trains a bucket for `epochs` epochs; the simple driver for notebooks and benchmarks.
+
+  Returns:
+    (final state, history): history maps each metric to a numpy array [members, epochs], plus
+    `diverged` [members] (bool).
+  """
+  hparams = jax.tree_util.tree_map(jnp.asarray, stack_rows(rows, member_ids))
+  state = init(spec, hparams, data)
+  per_epoch = []
+  for _ in range(epochs):
+    state, metrics = train_epoch(spec, state, hparams, data)
+    per_epoch.append(metrics)  # stays on device; fetched once below
+  history = jax.device_get(per_epoch)
+  stacked = {k: np.stack([m[k] for m in history], axis=1) for k in history[0]} if history else {}
+  stacked["diverged"] = np.asarray(state.diverged)
+  return state, stacked

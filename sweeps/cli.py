@@ -1,0 +1,274 @@
+"""The flags every sweep entry point shares, and `main` that turns them into a sweep.
+
+Entry points (`python -m sweeps.cifar`, `sweeps.mnist`, ...) only pick the default data set:
+
+    python -m sweeps.cifar --flagfile=sweeps/flags/cifar_mlp_random.flags --workdir=/tmp/w
+
+Flags are read in order (flagfile first, then the command line), so a command-line `--space`
+line for a parameter replaces the flagfile's. Everything is validated before any compute; a bad
+value exits with status 2 and one line per problem, and nothing is written to the workdir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(default_dataset: str) -> None:
+  flags.DEFINE_string("dataset", default_dataset, "Data set name (see jaxnn.data).")
+  flags.DEFINE_string("data_dir", None, "Folder with offline data (official archives, image "
+                      "folders); default $JAXNN_DATA_DIR, then tensorflow-datasets.")
+  flags.DEFINE_string("workdir", None, "Where the sweep writes config, plan, records, reports.")
+  flags.DEFINE_string("strategy", "grid", "grid | random | bayes | hyperband | "
+                      "successive_halving | pbt | ablation")
+  flags.DEFINE_multi_string("space", [], "NAME=SPEC [if CONDITION]; see sweeps/space.py.")
+  flags.DEFINE_integer("trials", 20, "Budget: configurations to try (random, bayes).")
+  flags.DEFINE_integer("epochs", 10, "Budget: epochs per member (max epochs for hyperband/pbt).")
+  flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every member.")
+  flags.DEFINE_integer("batch", 16, "Members asked at once (bayes) / population size (pbt).")
+  flags.DEFINE_integer("eta", 3, "Reduction factor of successive halving / Hyperband.")
+  flags.DEFINE_integer("min_epochs", 1, "Smallest budget of a Hyperband rung.")
+  flags.DEFINE_integer("pbt_interval", 2, "Epochs between PBT exploit steps.")
+  flags.DEFINE_float("pbt_fraction", 0.25, "Fraction of the PBT population replaced each time.")
+  flags.DEFINE_string("sampler", "tpe", "Bayesian sampler: tpe | gp | cmaes.")
+  flags.DEFINE_integer("seeds", 3, "Ablation: repeats of every variant.")
+  flags.DEFINE_list("cross", [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).")
+  flags.DEFINE_string("objective", "val_acc", "val_acc (maximized) or val_loss (minimized).")
+  flags.DEFINE_integer("patience", 0, "Early stopping patience in epochs (0: off).")
+  flags.DEFINE_float("min_delta", 0.0, "Early stopping: smallest improvement that counts.")
+  flags.DEFINE_string("monitor", "val_loss", "Early stopping metric: val_loss or val_acc.")
+  flags.DEFINE_float("val_fraction", 0.2, "Validation share carved from train (stratified).")
+  flags.DEFINE_integer("train_subset", None, "Use only this many training examples.")
+  flags.DEFINE_integer("val_subset", None, "Use only this many validation examples.")
+  flags.DEFINE_integer("test_subset", None, "Use only this many test examples.")
+  flags.DEFINE_integer("test_top", 5, "Best members re-evaluated on the held-out test split.")
+  flags.DEFINE_integer("top", 10, "Rows of the final table.")
+  flags.DEFINE_float("memory_budget_mb", None, "Device memory to plan for (default: detected).")
+  flags.DEFINE_bool("dry_run", False, "Print the plan (buckets, members, memory, compiles) "
+                    "and exit without training.")
+  flags.DEFINE_bool("progress", True, "Show progress bars (--noprogress to silence).")
+
+
+# Flags that change what the sweep computes (a resumed sweep must keep them); the others
+# (progress, top, workdir, data_dir, dry_run) only change how it is shown or where files are.
+SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
+                "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
+                "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
+                "val_subset", "test_subset", "test_top")
+
+
+class UsageError(ValueError):
+  """Bad flags: printed as one line each, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """The validated, frozen description of one sweep (what config.json holds)."""
+  values: tuple[tuple[str, Any], ...]
+
+  def __getattr__(self, name):
+    for key, value in object.__getattribute__(self, "values"):
+      if key == name:
+        return value
+    raise AttributeError(name)
+
+  def to_json(self) -> dict[str, Any]:
+    return dict(self.values)
+
+
+def config_from_flags() -> SweepConfig:
+  names = SEARCH_FLAGS + ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb")
+  values = {name: FLAGS[name].value for name in names}
+  values["space"] = list(values["space"])
+  values["cross"] = list(values["cross"])
+  return SweepConfig(tuple(sorted(values.items())))
+
+
+def validate(cfg: SweepConfig):
+  """Checks everything that can be checked before data or compute; returns (space, strategy).
+
+  Raises:
+    UsageError: with one line per problem found.
+  """
+  from jaxnn import data
+  from sweeps import space as space_lib
+  from sweeps import strategies
+  from sweeps.strategies import base
+
+  problems = []
+
+  def need(ok, message):
+    if not ok:
+      problems.append(message)
+
+  need(cfg.strategy in strategies.STRATEGIES,
+       f"--strategy: got {cfg.strategy!r}; allowed: {', '.join(sorted(strategies.STRATEGIES))}")
+  need(cfg.objective in base.OBJECTIVES,
+       f"--objective: got {cfg.objective!r}; allowed: {', '.join(base.OBJECTIVES)}")
+  need(cfg.monitor in base.OBJECTIVES,
+       f"--monitor: got {cfg.monitor!r}; allowed: {', '.join(base.OBJECTIVES)}")
+  for name, low in (("trials", 1), ("epochs", 1), ("batch", 1), ("eta", 2), ("min_epochs", 1),
+                    ("pbt_interval", 1), ("seeds", 1), ("seed", 0), ("patience", 0),
+                    ("test_top", 0), ("top", 1)):
+    value = getattr(cfg, name)
+    need(value >= low, f"--{name}: got {value}; allowed: an integer >= {low}")
+  for name in ("train_subset", "val_subset", "test_subset"):
+    value = getattr(cfg, name)
+    need(value is None or value >= 1, f"--{name}: got {value}; allowed: an integer >= 1")
+  need(0.0 < cfg.val_fraction < 1.0,
+       f"--val_fraction: got {cfg.val_fraction}; allowed: a number in (0, 1)")
+  need(0.0 < cfg.pbt_fraction <= 0.5,
+       f"--pbt_fraction: got {cfg.pbt_fraction}; allowed: a number in (0, 0.5]")
+  need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
+  need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
+       f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
+  need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
+  try:
+    data.check_name(cfg.dataset)
+  except ValueError as e:
+    problems.append(f"--dataset: {e}")
+  if cfg.data_dir is not None:
+    need(os.path.isdir(cfg.data_dir), f"--data_dir: {cfg.data_dir!r} is not a folder")
+  if not cfg.space:
+    problems.append("--space: the search space is empty; give at least one --space=NAME=SPEC")
+  space = strategy = None
+  try:
+    space = space_lib.parse(cfg.space)
+  except space_lib.SpaceError as e:
+    problems.append(f"--space: {e}")
+  if space is not None and not problems:
+    try:
+      strategy = strategies.make_strategy(cfg.strategy, space, settings(cfg))
+      _check_member_configs(space, strategy, cfg)
+    except ValueError as e:
+      problems.append(f"--space: {e}" if not str(e).startswith("--") else str(e))
+  if problems:
+    raise UsageError("\n".join(problems))
+  return space, strategy
+
+
+def settings(cfg: SweepConfig):
+  from sweeps.strategies import base
+  fields = {f.name for f in dataclasses.fields(base.Settings)}
+  values = {k: v for k, v in cfg.to_json().items() if k in fields}
+  if "cross" in values:
+    values["cross"] = tuple(values["cross"])
+  return base.Settings(**values)
+
+
+def _check_member_configs(space, strategy, cfg) -> None:
+  """Every config the space can produce must be trainable: check a sample of them now."""
+  import numpy as np
+  from jaxnn import member
+  from sweeps.space import RandomSuggest
+
+  rng = np.random.default_rng(cfg.seed)
+  for _ in range(16):
+    config = space.sample(RandomSuggest(rng))
+    config.setdefault("epochs", cfg.epochs)
+    try:
+      member.resolve(config, num_classes=10)
+    except member.ConfigError as e:
+      raise ValueError(str(e)) from None
+
+
+def _write_json(path: str, obj: Any) -> None:
+  from sweeps.records import atomic_write_text
+  atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
+  """Loads data, plans, trains, records and reports one sweep. Returns the member runs."""
+  from jaxnn import data
+  from sweeps import progress as progress_lib
+  from sweeps import records as records_lib
+  from sweeps import report as report_lib
+  from sweeps.run import EarlyStopping, SweepLoop
+
+  start = time.time()
+  dataset = data.load(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                      train_subset=cfg.train_subset, val_subset=cfg.val_subset,
+                      test_subset=cfg.test_subset)
+  sizes = dataset.sizes()
+  print(f"data: {cfg.dataset} train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, "
+        f"{dataset.num_classes} classes, input {tuple(dataset.train.x.shape[1:])}", file=out)
+  budget = int(cfg.memory_budget_mb * 2**20) if cfg.memory_budget_mb else None
+  stopping = EarlyStopping(cfg.patience, cfg.min_delta, cfg.monitor)
+
+  if cfg.dry_run:
+    trials = strategy.ask()
+    loop = SweepLoop(strategy, dataset, objective=cfg.objective, early_stopping=stopping,
+                     memory_budget_bytes=budget)
+    plan = loop.plan(trials)
+    print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
+    print(plan.summary(), file=out)
+    return []
+
+  workdir = cfg.workdir
+  plans = []
+  bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
+
+  def on_record(records):
+    records_lib.append_records(workdir, records)
+    bar.finished(records)
+
+  loop = SweepLoop(strategy, dataset, objective=cfg.objective, early_stopping=stopping,
+                   test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
+                   on_epoch=bar.epoch)
+  original_start = loop.start
+
+  def start_and_log(trials):
+    original_start(trials)   # plans (and validates every config) before anything is written
+    if not plans:
+      os.makedirs(workdir, exist_ok=True)
+      _write_json(os.path.join(workdir, records_lib.CONFIG_FILE),
+                  {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
+                   "data_sizes": sizes})
+    plans.append(loop.plans[-1].to_json())
+    _write_json(os.path.join(workdir, "plan.json"), plans)
+    if len(plans) == 1:
+      print(loop.plans[-1].summary(), file=out)
+
+  loop.start = start_and_log
+  runs = loop.run()
+  bar.close()
+  report_lib.write_reports(workdir, top=cfg.top)
+  records = records_lib.read_records(workdir)
+  print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
+  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
+        file=out)
+  return runs
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)
+    sys.exit(2)
+  cfg = config_from_flags()
+  try:
+    space, strategy = validate(cfg)
+  except UsageError as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(2)
+  from jaxnn.data import DataNotFoundError
+  from jaxnn.member import ConfigError
+  try:
+    run_sweep(cfg, space, strategy)
+  except (DataNotFoundError, ConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def entry_point(default_dataset: str) -> None:
+  """What `python -m sweeps.<name>` runs."""
+  define_flags(default_dataset)
+  app.run(main)

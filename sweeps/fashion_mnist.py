@@ -1,0 +1,9 @@
+"""`python -m sweeps.fashion_mnist --flagfile=sweeps/flags/....flags --workdir=DIR`: sweeps on fashion_mnist.
+
+A thin entry point: every flag and all the logic live in sweeps.cli and the library.
+"""
+
+from sweeps import cli
+
+if __name__ == "__main__":
+  cli.entry_point(default_dataset="fashion_mnist")

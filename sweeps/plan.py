@@ -1,0 +1,165 @@
+"""The planner: configs -> buckets (what changes the program) -> chunks (what fits in memory).
+
+Memory is estimated without compiling: the member's state (params, batch statistics, optimizer
+state) comes from `jax.eval_shape` of its init, activations from the shapes of every module
+output in one forward pass (Flax `capture_intermediates` under eval_shape) times the batch size,
+times 3 (forward values kept for the backward pass, their gradients, and workspace). The data
+splits are shared by all members and counted once. A safety margin absorbs what this misses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import member as member_lib
+from jaxnn import population
+from jaxnn.member import BucketSpec
+from sweeps.strategies.base import Trial
+
+SAFETY_MARGIN = 0.6   # use at most 60% of the budget for the estimate
+
+
+@dataclasses.dataclass
+class PlannedMember:
+  trial: Trial
+  spec: BucketSpec
+  row: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Bucket:
+  """Members sharing one compiled program, split into chunks that fit in memory."""
+  spec: BucketSpec
+  members: list[PlannedMember]
+  member_bytes: int          # estimated device bytes per member
+  param_count: int
+  chunk_size: int
+
+  def chunks(self) -> list[list[PlannedMember]]:
+    return [self.members[i:i + self.chunk_size]
+            for i in range(0, len(self.members), self.chunk_size)]
+
+
+@dataclasses.dataclass
+class Plan:
+  buckets: list[Bucket]
+  data_bytes: int
+  budget_bytes: int
+
+  def compile_count(self) -> int:
+    """Distinct (program, population size) pairs: each compiles once (train + eval)."""
+    return len({(b.spec, len(c)) for b in self.buckets for c in b.chunks()})
+
+  def summary(self) -> str:
+    lines = [f"plan: {sum(len(b.members) for b in self.buckets)} members in "
+             f"{len(self.buckets)} buckets, {sum(len(b.chunks()) for b in self.buckets)} chunks, "
+             f"{self.compile_count()} compiled programs; data {_mib(self.data_bytes)} shared; "
+             f"memory budget {_mib(self.budget_bytes)}"]
+    for i, b in enumerate(self.buckets):
+      sizes = ",".join(str(len(c)) for c in b.chunks())
+      lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
+                   f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
+                   f"~{_mib(b.member_bytes * b.chunk_size)}/chunk")
+    return "\n".join(lines)
+
+  def to_json(self) -> dict[str, Any]:
+    return {
+        "data_bytes": self.data_bytes, "budget_bytes": self.budget_bytes,
+        "compile_count": self.compile_count(),
+        "buckets": [{"name": b.spec.name(), "spec": dataclasses.asdict(b.spec),
+                     "members": [m.trial.member_id for m in b.members],
+                     "chunks": [[m.trial.member_id for m in c] for c in b.chunks()],
+                     "member_bytes": b.member_bytes, "param_count": b.param_count}
+                    for b in self.buckets]}
+
+
+def _mib(n: int) -> str:
+  return f"{n / 2**20:.1f} MiB"
+
+
+def device_memory_bytes() -> int:
+  """What one device can hold: its allocator limit on GPU/TPU, half the host RAM on CPU."""
+  stats = None
+  try:
+    stats = jax.devices()[0].memory_stats()
+  except Exception:  # CPU backends may not report
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  try:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+  except (ValueError, OSError):
+    return 8 * 2**30
+
+
+def _nbytes(tree) -> int:
+  return int(sum(np.prod(x.shape) * jnp.dtype(x.dtype).itemsize
+                 for x in jax.tree_util.tree_leaves(tree)))
+
+
+@functools.lru_cache(maxsize=256)
+def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
+             input_dtype: str) -> tuple[int, int]:
+  """(bytes per member, parameter count) for one member of `spec`, from shapes only."""
+  sample = jax.ShapeDtypeStruct((1,) + input_shape, jnp.dtype(input_dtype))
+  data = population.DeviceData(
+      train_x=jax.ShapeDtypeStruct((num_train,) + input_shape, jnp.dtype(input_dtype)),
+      train_y=jax.ShapeDtypeStruct((num_train,), jnp.int32), val_x=sample,
+      val_y=jax.ShapeDtypeStruct((1,), jnp.int32),
+      mean=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32),
+      std=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32))
+  _, row = member_lib.resolve({}, num_classes=2)  # only shapes matter below
+  row["dropout"] = [0.0] * member_lib.models.dropout_sites(
+      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
+  row["milestones"] = [0.0] * spec.num_milestones
+  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
+  state = jax.eval_shape(lambda h: population.init(spec, h, data), hparams)
+  params_count = int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))
+
+  model = spec.build_model()
+  x = jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)
+  hp = {"dropout": jnp.zeros(len(row["dropout"])), "act_param": jnp.float32(0)}
+
+  def forward(variables, x):
+    return model.apply(variables, x, train=False, hparams=hp, capture_intermediates=True,
+                       mutable=["intermediates"])
+
+  variables = {"params": state.params}
+  if jax.tree_util.tree_leaves(state.batch_stats):
+    variables["batch_stats"] = state.batch_stats
+  variables = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), variables)
+  _, inter = jax.eval_shape(forward, variables, x)
+  act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
+  state_bytes = _nbytes(state) // 1  # M=1
+  return state_bytes * 2 + act_bytes, params_count   # x2: new state built beside the old
+
+
+def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[int, ...],
+              input_dtype: str, num_train: int, num_val: int,
+              memory_budget_bytes: int | None = None) -> Plan:
+  """Resolves every trial's config, groups members by BucketSpec, sizes chunks.
+
+  Raises:
+    member.ConfigError: the first invalid config (one line naming the field).
+  """
+  budget = memory_budget_bytes or device_memory_bytes()
+  itemsize = jnp.dtype(input_dtype).itemsize
+  data_bytes = int((num_train + num_val) * np.prod(input_shape) * itemsize)
+  groups: dict[BucketSpec, list[PlannedMember]] = {}
+  for trial in trials:
+    spec, row = member_lib.resolve(trial.config, num_classes=num_classes)
+    groups.setdefault(spec, []).append(PlannedMember(trial, spec, row))
+  buckets = []
+  for spec, members in groups.items():
+    member_bytes, params = estimate(spec, tuple(input_shape), num_train, str(jnp.dtype(input_dtype)))
+    room = max(budget * SAFETY_MARGIN - data_bytes, 0)
+    chunk = int(max(1, min(len(members), room // max(member_bytes, 1))))
+    buckets.append(Bucket(spec, members, member_bytes, params, chunk))
+  return Plan(buckets, data_bytes, budget)

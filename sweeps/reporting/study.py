@@ -1,0 +1,160 @@
+"""The sweep as an Optuna study, so `optuna-dashboard` and Optuna's own tools can open it.
+
+Every member becomes one trial, created whole with `optuna.trial.create_trial` (params, their
+distributions, per-epoch intermediate values of the objective, state, value) and added with
+`Study.add_trials`: one storage transaction per member, never one per epoch.
+
+Distributions are inferred from the values the members took (see `sweeps.reporting.params`):
+numbers become Float/IntDistributions spanning the observed range (log-scaled across decades),
+strings, bools and lists (as JSON strings) become categorical. A None value is a parameter the
+member does not use; it is left out of that trial (Optuna's conditional parameters).
+
+States: a member that trained to its end, or stopped itself by early stopping, is COMPLETE with
+its best value; one cut short by the strategy (successive halving, PBT replacement) is PRUNED,
+still with its best value so far; diverged and failed members are FAIL; running ones RUNNING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from typing import Any, Sequence
+
+import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution,
+                                  FloatDistribution, IntDistribution)
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.records import Record, objective_direction
+from sweeps.reporting.params import ParamAxis, categorical_value, param_axes
+
+TRIAL_STATES: dict[str, TrialState] = {
+    "complete": TrialState.COMPLETE,
+    # Early stopping ends a run by its own criterion: the member finished, at its best epoch.
+    "stopped": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "diverged": TrialState.FAIL,
+    "failed": TrialState.FAIL,
+    "running": TrialState.RUNNING,
+}
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+  """Silences Optuna's per-study INFO lines ("A new study created ...") while exporting."""
+  verbosity = optuna.logging.get_verbosity()
+  optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+  try:
+    yield
+  finally:
+    optuna.logging.set_verbosity(verbosity)
+
+
+def default_storage(workdir: str) -> str:
+  """The SQLite URL used when none is given: `WORKDIR/report/study.db`."""
+  return "sqlite:///" + os.path.abspath(os.path.join(workdir, "report", "study.db"))
+
+
+def distribution_for(axis: ParamAxis) -> BaseDistribution:
+  """The Optuna distribution covering every value a member took for `axis`."""
+  if axis.kind == "int":
+    return IntDistribution(int(axis.low), int(axis.high), log=axis.log)
+  if axis.kind == "float":
+    return FloatDistribution(float(axis.low), float(axis.high), log=axis.log)
+  return CategoricalDistribution(axis.choices or (None,))
+
+
+def _param_value(axis: ParamAxis, value: Any) -> Any:
+  if axis.kind == "int":
+    return int(value)
+  if axis.kind == "float":
+    return float(value)
+  return categorical_value(value)
+
+
+def _user_attrs(record: Record, objective: str) -> dict[str, Any]:
+  """Who the member is, for the dashboard's trial table.
+
+  Kept short on purpose: Optuna's RDB storage spends one query per attribute, and every metric
+  is already in results.csv.
+  """
+  attrs = {
+      "member_id": record.member_id, "bucket": record.bucket, "status": record.status,
+      "seed": record.seed, "group": record.group, "epochs_run": record.epochs_run,
+      "best_epoch": record.best_epoch_for(objective), "test_acc": record.test_acc,
+      "reason": record.reason,
+  }
+  return {k: v for k, v in attrs.items() if v is not None}
+
+
+def build_trials(records: Sequence[Record], objective: str = "val_acc") -> list[FrozenTrial]:
+  """One frozen trial per member, ordered by member_id.
+
+  Args:
+    records: the members.
+    objective: the history key whose per-epoch values become intermediate values and whose
+      best-epoch value becomes the trial's value.
+
+  Returns:
+    Trials ready for `Study.add_trials`; trial durations equal the members' wall times.
+  """
+  axes = {a.name: a for a in param_axes(records)}
+  distributions = {name: distribution_for(a) for name, a in axes.items()}
+  now = datetime.datetime.now()
+  trials = []
+  for record in sorted(records, key=lambda r: r.member_id):
+    state = TRIAL_STATES[record.status]
+    value = record.objective_value(objective)
+    if state == TrialState.COMPLETE and value is None:
+      state = TrialState.FAIL  # finished without a single finite objective value
+    params = {n: _param_value(axes[n], v) for n, v in record.params.items() if v is not None}
+    trial = optuna.trial.create_trial(
+        state=state,
+        value=None if state in (TrialState.FAIL, TrialState.RUNNING) else value,
+        params=params,
+        distributions={n: distributions[n] for n in params},
+        user_attrs=_user_attrs(record, objective),
+        intermediate_values=dict(record.finite_values(objective)),
+    )
+    trial.datetime_start = now - datetime.timedelta(seconds=max(0.0, record.wall_time or 0.0))
+    trial.datetime_complete = now if state.is_finished() else None
+    trials.append(trial)
+  return trials
+
+
+def export_study(records: Sequence[Record], storage_url: str, study_name: str,
+                 direction: str | None = None, *, objective: str = "val_acc") -> optuna.Study:
+  """Writes the members as a fresh Optuna study, replacing any study of the same name.
+
+  Args:
+    records: the members.
+    storage_url: any SQLAlchemy URL Optuna accepts (sqlite:///..., postgresql://...).
+    study_name: the study's name in that storage.
+    direction: "maximize" or "minimize"; inferred from `objective` when None.
+    objective: the history key the trials report.
+
+  Returns:
+    The study (loaded from the storage).
+  """
+  direction = direction or objective_direction(objective)
+  if storage_url.startswith("sqlite:///"):
+    os.makedirs(os.path.dirname(os.path.abspath(storage_url[len("sqlite:///"):])), exist_ok=True)
+  storage = optuna.storages.RDBStorage(storage_url)
+  with _quiet_optuna():
+    try:
+      optuna.delete_study(study_name=study_name, storage=storage)
+    except KeyError:
+      pass  # no earlier export
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction)
+  study.set_user_attr("objective", objective)
+  study.add_trials(build_trials(records, objective))
+  return study
+
+
+def in_memory_study(records: Sequence[Record], objective: str = "val_acc") -> optuna.Study:
+  """The same trials in an in-memory study (for importance without touching storage)."""
+  with _quiet_optuna():
+    study = optuna.create_study(direction=objective_direction(objective))
+  study.add_trials(build_trials(records, objective))
+  return study

@@ -1,0 +1,373 @@
+"""The sweep loop: drives a strategy over populations of live members.
+
+    ask -> plan -> init chunks -> train epoch by epoch until a sync point -> on_sync actions
+        -> finished members recorded and told -> compaction -> ask again ...
+
+A *chunk* here is a live population: one BucketSpec, a list of member ids, their stacked
+hyperparameters and state on the device. Members leave a chunk when they finish (complete,
+early-stopped, pruned, diverged); the chunk is compacted (a gather) once at least half of it is
+finished, so dropped members stop costing compute. PBT exploits copy a parent's state into a
+child's slot by indexing, also across chunks of the same bucket.
+
+Metrics come to the host once per epoch per chunk (one device_get of a few [members] arrays).
+The held-out test split is used only at the end, on the `test_top` best members by the
+validation objective; their final states are kept on the host until then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import member as member_lib
+from jaxnn import population
+from sweeps import plan as plan_lib
+from sweeps.records import Record
+from sweeps.strategies import base
+from sweeps.strategies.base import Exploit, Extend, Report, Stop, Trial
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Per-member early stopping on a validation metric (patience 0: off)."""
+  patience: int = 0
+  min_delta: float = 0.0
+  monitor: str = "val_loss"
+
+
+@dataclasses.dataclass
+class MemberRun:
+  """Host-side bookkeeping of one member: what becomes its record."""
+  trial: Trial
+  spec: member_lib.BucketSpec
+  row: dict[str, Any]
+  param_count: int
+  history: dict[str, list[float | None]] = dataclasses.field(
+      default_factory=lambda: {m: [] for m in METRICS})
+  status: str = "running"
+  target: int = 0
+  wall_time: float = 0.0
+  events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  since_best: int = 0
+  best_monitor: float | None = None
+  reason: str | None = None
+  test: dict[str, float] | None = None
+
+  @property
+  def epochs_run(self) -> int:
+    return len(self.history["val_acc"])
+
+  def report(self) -> Report:
+    return Report(self.trial.member_id, self.trial.config, self.epochs_run, self.history,
+                  self.status)
+
+  def record(self, objective: str) -> Record:
+    best = _best_epoch(self.history, objective)
+    return Record(
+        member_id=self.trial.member_id, bucket=self.spec.name(), params=dict(self.trial.config),
+        history={k: list(v) for k, v in self.history.items()}, epochs_run=self.epochs_run,
+        best_epoch=best, status=self.status, wall_time=self.wall_time,
+        param_count=self.param_count, test=self.test, events=list(self.events),
+        seed=int(self.row["seed"]), group=self.trial.group, reason=self.reason)
+
+
+def _finite(x) -> float | None:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def _best_epoch(history, objective) -> int | None:
+  values = [(v, i) for i, v in enumerate(history[objective]) if v is not None]
+  if not values:
+    return None
+  pick = max if base.OBJECTIVES[objective] == "maximize" else min
+  return pick(values)[1]
+
+
+@dataclasses.dataclass
+class Chunk:
+  """A live population of one bucket."""
+  spec: member_lib.BucketSpec
+  ids: list[int]
+  hparams: dict[str, jax.Array]
+  state: population.MemberState
+
+  def index(self, member_id: int) -> int:
+    return self.ids.index(member_id)
+
+
+def _take(tree, indices):
+  idx = jnp.asarray(indices, jnp.int32)
+  return jax.tree_util.tree_map(lambda x: x[idx], tree)
+
+
+class SweepLoop:
+  """Runs one strategy to the end over one data set. Pure engine: no flags, no printing."""
+
+  def __init__(self, strategy: base.Strategy, dataset, *, objective: str = "val_acc",
+               early_stopping: EarlyStopping = EarlyStopping(), test_top: int = 5,
+               memory_budget_bytes: int | None = None,
+               on_record: Callable[[list[Record]], None] | None = None,
+               on_epoch: Callable[["SweepLoop", Chunk], None] | None = None):
+    self.strategy = strategy
+    self.dataset = dataset
+    self.data = population.device_data(dataset)
+    self.objective = objective
+    self.early_stopping = early_stopping
+    self.test_top = test_top
+    self.memory_budget_bytes = memory_budget_bytes
+    self.on_record = on_record or (lambda records: None)
+    self.on_epoch = on_epoch or (lambda loop, chunk: None)
+    self.members: dict[int, MemberRun] = {}
+    self.chunks: list[Chunk] = []
+    self.plans: list[plan_lib.Plan] = []
+    self._kept: dict[int, tuple[Any, Any]] = {}   # member_id -> (params, batch_stats) on host
+
+  # ------------------------------------------------------------------ planning and starting
+
+  def plan(self, trials: Sequence[Trial]) -> plan_lib.Plan:
+    x = self.dataset.train.x
+    return plan_lib.make_plan(
+        trials, num_classes=self.dataset.num_classes, input_shape=tuple(x.shape[1:]),
+        input_dtype=str(x.dtype), num_train=x.shape[0], num_val=self.dataset.val.x.shape[0],
+        memory_budget_bytes=self.memory_budget_bytes)
+
+  def start(self, trials: Sequence[Trial]) -> None:
+    plan = self.plan(trials)
+    self.plans.append(plan)
+    for bucket in plan.buckets:
+      for chunk_members in bucket.chunks():
+        ids = [m.trial.member_id for m in chunk_members]
+        rows = [m.row for m in chunk_members]
+        for m in chunk_members:
+          self.members[m.trial.member_id] = MemberRun(
+              m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
+        hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
+        state = population.init(bucket.spec, hparams, self.data)
+        self.chunks.append(Chunk(bucket.spec, ids, hparams, state))
+
+  # ------------------------------------------------------------------------------ training
+
+  def _wants_epoch(self, run: MemberRun, sync_at: int | None) -> bool:
+    if run.status != "running" or run.epochs_run >= run.target:
+      return False
+    return sync_at is None or run.epochs_run < sync_at
+
+  def train_chunk(self, chunk: Chunk, sync_every: int | None) -> None:
+    """Trains a chunk epoch by epoch until none of its members wants another epoch."""
+    runs = [self.members[i] for i in chunk.ids]
+    sync_at = None
+    if sync_every:
+      done = min(r.epochs_run for r in runs if r.status == "running")
+      sync_at = (done // sync_every + 1) * sync_every
+    while True:
+      wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
+      if not wants.any():
+        return
+      chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
+      start = time.perf_counter()
+      chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
+                                                    self.data)
+      host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
+      share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
+      for i, run in enumerate(runs):
+        if wants[i]:
+          self._after_epoch(run, {k: host[k][i] for k in host}, share)
+      self.on_epoch(self, chunk)
+
+  def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
+    run.wall_time += seconds
+    if values["diverged"]:
+      run.status = "diverged"
+      run.reason = f"non-finite loss or parameters in epoch {run.epochs_run}"
+      run.events.append({"epoch": run.epochs_run, "kind": "diverged"})
+      return
+    for metric in METRICS:
+      run.history[metric].append(_finite(values[metric]))
+    self._early_stop(run)
+
+  def _early_stop(self, run: MemberRun) -> None:
+    rule = self.early_stopping
+    if rule.patience <= 0:
+      return
+    value = run.history[rule.monitor][-1]
+    if value is None:
+      return
+    sign = 1.0 if base.OBJECTIVES[rule.monitor] == "maximize" else -1.0
+    if run.best_monitor is None or sign * (value - run.best_monitor) > rule.min_delta:
+      run.best_monitor, run.since_best = value, 0
+      return
+    run.since_best += 1
+    if run.since_best >= rule.patience:
+      run.status = "stopped"
+      run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
+      run.events.append({"epoch": run.epochs_run - 1, "kind": "stopped"})
+
+  # ---------------------------------------------------------------------- strategy actions
+
+  def _locate(self, member_id: int) -> tuple[Chunk, int]:
+    for chunk in self.chunks:
+      if member_id in chunk.ids:
+        return chunk, chunk.index(member_id)
+    raise KeyError(member_id)
+
+  def apply(self, actions: Sequence[base.Action]) -> None:
+    for action in actions:
+      run = self.members[action.member_id]
+      if isinstance(action, Stop):
+        run.status = action.status
+        run.reason = action.reason or None
+        run.events.append({"epoch": run.epochs_run, "kind": action.status,
+                           "reason": action.reason})
+      elif isinstance(action, Extend):
+        run.target = action.epochs
+        run.events.append({"epoch": run.epochs_run, "kind": "promoted", "to": action.epochs,
+                           "reason": action.reason})
+      elif isinstance(action, Exploit):
+        self._exploit(action)
+      else:
+        raise TypeError(f"unknown action {action!r}")
+
+  def _exploit(self, action: Exploit) -> None:
+    child_chunk, ci = self._locate(action.member_id)
+    parent_chunk, pi = self._locate(action.parent_id)
+    child = self.members[action.member_id]
+    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes)
+    if spec != child_chunk.spec or spec != parent_chunk.spec:
+      raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
+                       "program (only numeric hyperparameters may change)")
+    keep = {"member_id", "seed"}
+    row = {**row, "seed": child.row["seed"]}
+    child_chunk.state = child_chunk.state.replace(
+        params=_copy_slot(child_chunk.state.params, ci, parent_chunk.state.params, pi),
+        batch_stats=_copy_slot(child_chunk.state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
+        opt_state=_copy_slot(child_chunk.state.opt_state, ci, parent_chunk.state.opt_state, pi),
+        step=child_chunk.state.step.at[ci].set(parent_chunk.state.step[pi]))
+    new_row = population.stack_rows([row], [action.member_id])
+    child_chunk.hparams = {
+        k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
+        for k, v in child_chunk.hparams.items()}
+    child.row = row
+    child.trial = dataclasses.replace(child.trial, config=dict(action.config))
+    child.events.append({"epoch": child.epochs_run, "kind": "exploit",
+                         "parent": action.parent_id, "config": dict(action.config),
+                         "reason": action.reason})
+
+  # ------------------------------------------------------------------------- finishing
+
+  def _finish_ready(self) -> list[MemberRun]:
+    """Members at their target become complete; returns every newly finished member."""
+    finished = []
+    for chunk in self.chunks:
+      for i in chunk.ids:
+        run = self.members[i]
+        if run.status == "running" and run.epochs_run >= run.target:
+          run.status = "complete"
+        if run.status != "running":
+          finished.append(run)
+    return finished
+
+  def _keep_for_test(self, chunk: Chunk, runs: Sequence[MemberRun]) -> None:
+    """Holds (on host) the final state of members that may end in the test_top."""
+    if self.test_top <= 0:
+      return
+    for run in runs:
+      if run.status in ("complete", "stopped") and run.epochs_run:
+        i = chunk.index(run.trial.member_id)
+        self._kept[run.trial.member_id] = jax.device_get(
+            (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))
+    ranked = self.ranking()
+    allowed = {r.trial.member_id for r in ranked[:self.test_top]}
+    for member_id in list(self._kept):
+      if member_id not in allowed:
+        del self._kept[member_id]
+
+  def _compact(self, chunk: Chunk, force: bool) -> Chunk | None:
+    live = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "running"]
+    if not live:
+      return None
+    if not force and len(live) * 2 > len(chunk.ids):
+      return chunk
+    if len(live) == len(chunk.ids):
+      return chunk
+    return Chunk(chunk.spec, [chunk.ids[i] for i in live], _take(chunk.hparams, live),
+                 _take(chunk.state, live))
+
+  def _retire(self, finished: Sequence[MemberRun]) -> None:
+    if not finished:
+      return
+    finished_ids = {r.trial.member_id for r in finished}
+    for chunk in self.chunks:
+      self._keep_for_test(chunk, [r for r in finished if r.trial.member_id in chunk.ids])
+    records = [r.record(self.objective) for r in finished]
+    self.on_record(records)
+    for run in finished:
+      self.strategy.tell(run.report())
+    self.chunks = [c for c in (self._compact(c, force=True) for c in self.chunks) if c is not None]
+    assert not any(i in finished_ids for c in self.chunks for i in c.ids)
+
+  def ranking(self) -> list[MemberRun]:
+    """Finished, non-diverged members best first by the best validation objective."""
+    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
+    scored = []
+    for run in self.members.values():
+      values = [v for v in run.history[self.objective] if v is not None]
+      if run.status in ("complete", "stopped", "pruned") and values:
+        scored.append((-sign * (max(values) if sign > 0 else min(values)), run.trial.member_id, run))
+    return [run for *_, run in sorted(scored, key=lambda t: t[:2])]
+
+  # ------------------------------------------------------------------------------ the loop
+
+  def run(self) -> list[MemberRun]:
+    """Runs the strategy to the end; returns every member's bookkeeping."""
+    while True:
+      trials = self.strategy.ask()
+      if trials:
+        self.start(trials)
+      if not self.chunks:
+        if self.strategy.done():
+          break
+        if not trials:
+          raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
+                             "is running and it is not done")
+        continue
+      sync_every = self.strategy.sync_every()
+      for chunk in self.chunks:
+        self.train_chunk(chunk, sync_every)
+      live = {m: self.members[m].report() for c in self.chunks for m in c.ids
+              if self.members[m].status == "running"}
+      self.apply(self.strategy.on_sync(live))
+      self._retire(self._finish_ready())
+    self.evaluate_test()
+    return [self.members[i] for i in sorted(self.members)]
+
+  def evaluate_test(self) -> None:
+    """The final, held-out evaluation of the test_top members (never used for selection)."""
+    test = self.dataset.test
+    if not self._kept or test.x.shape[0] == 0:
+      return
+    records = []
+    for member_id, (params, batch_stats) in sorted(self._kept.items()):
+      run = self.members[member_id]
+      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
+      state = population.MemberState(
+          params=params, batch_stats=batch_stats, opt_state=None, step=jnp.zeros(1, jnp.int32),
+          epoch=jnp.zeros(1, jnp.int32), active=jnp.zeros(1, bool), diverged=jnp.zeros(1, bool))
+      loss, acc = jax.device_get(population.evaluate(
+          run.spec, state, hparams, jnp.asarray(test.x), jnp.asarray(test.y, jnp.int32),
+          self.data.mean, self.data.std))
+      run.test = {"loss": _finite(loss[0]), "acc": _finite(acc[0])}
+      records.append(run.record(self.objective))
+    self.on_record(records)
+
+
+def _copy_slot(dst_tree, di, src_tree, si):
+  return jax.tree_util.tree_map(lambda d, s: d.at[di].set(s[si]), dst_tree, src_tree)

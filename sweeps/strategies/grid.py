@@ -1,0 +1,48 @@
+"""Grid search: every point of the space's grid, once, all asked at once.
+
+Asking everything at once lets the planner pack points that share a program into one bucket.
+Seeds are not repeated here: a grid over seeds is one more axis (`--space=seed=grid(0, 1, 2)`),
+and repeats-with-statistics is what the ablation strategy is for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sweeps import space as space_lib
+from sweeps.strategies import common
+from sweeps.strategies.base import Settings, Strategy, Trial
+
+
+class GridStrategy(Strategy):
+  """Every combination of the space's discrete axes, each trained for its planned epochs."""
+
+  name = "grid"
+
+  def __init__(self, space: space_lib.Space, settings: Settings):
+    super().__init__(space, settings)
+    common.check_common(space, settings)
+    self.configs = space.grid()
+    if not self.configs:
+      raise space_lib.SpaceError("space: the grid is empty; every axis needs at least one value")
+    self.trials = [self._trial(i, c) for i, c in enumerate(self.configs)]   # checks epochs now
+    self.asked = False
+
+  def _trial(self, member_id: int, config: dict[str, Any]) -> Trial:
+    epochs = common.planned_epochs(config, self.settings)
+    return Trial(member_id, common.trial_config(config, self.settings, epochs), epochs)
+
+  def ask(self) -> list[Trial]:
+    if self.asked:
+      return []
+    self.asked = True
+    return list(self.trials)
+
+  def done(self) -> bool:
+    return self.asked
+
+  def state_dict(self) -> dict[str, Any]:
+    return {"asked": self.asked}
+
+  def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    self.asked = bool(state["asked"])

@@ -1,0 +1,360 @@
+"""Models: walk the registry with tiny variants; pin parameter counts of the classic nets.
+
+Each tiny model is compiled once: one program initializes it, evaluates it, and takes a few SGD
+steps; the tests below read that program's outputs. Full-size models are only shape-evaluated
+(jax.eval_shape), which counts their parameters without allocating or compiling anything.
+Keys use the 'rbg' PRNG implementation: on this CPU XLA compiles the default (partitionable
+threefry) random ops several times slower, and the model code does not depend on the generator.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnn import models
+from jaxnn.models import layers
+
+NAMES = models.list_models()
+BATCH = 4
+SGD_STEPS, SGD_LR = 5, 0.1
+BN_FREE = ("mlp", "small_cnn", "lenet5")  # families whose default has no BatchNorm
+BATCHNORM_BY_DEFAULT = ("vgg11", "vgg16", "resnet18", "fastnet")
+
+
+def _key(seed=0):
+  return jax.random.key(seed, impl="rbg")
+
+
+def _hp(dropout=0.0, act_param=0.0):
+  return {"dropout": jnp.asarray(dropout, jnp.float32),
+          "act_param": jnp.asarray(act_param, jnp.float32)}
+
+
+def _compute_shape(name):
+  """The input shape the registry walk computes with (the smallest the model supports)."""
+  return min(models.input_shapes(name), key=lambda s: int(np.prod(s)))
+
+
+@functools.lru_cache(maxsize=None)
+def _walk(name):
+  """Init, eval and SGD-train the tiny `name` on a fixed random batch, in one compiled program."""
+  model = models.get_model(name, **models.tiny_kwargs(name))
+  shape = _compute_shape(name)
+
+  def program(key):
+    init_key, drop_key, x_key = jax.random.split(key, 3)
+    x = jax.random.normal(x_key, (BATCH,) + shape)
+    y = jnp.arange(BATCH) % 10
+    variables = model.init({"params": init_key, "dropout": drop_key}, x, train=False,
+                           hparams=_hp())
+    params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+    def loss_fn(params, state):
+      logits, updates = model.apply({"params": params, **state}, x, train=True, hparams=_hp(),
+                                    rngs={"dropout": drop_key}, mutable=["batch_stats"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, (logits, {**state, **updates})
+
+    optimizer = optax.sgd(SGD_LR)
+
+    def step(carry, _):
+      params, state, opt_state = carry
+      (loss, (_, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), new_state, opt_state), loss
+
+    _, (train_logits, state_after_one) = loss_fn(params, state)
+    (params_end, state_end, _), losses = jax.lax.scan(
+        step, (params, state, optimizer.init(params)), None, length=SGD_STEPS)
+    final_loss, _ = loss_fn(params_end, state_end)
+    eval_logits = model.apply(variables, x, train=False, hparams=_hp())
+    return dict(eval_logits=eval_logits, train_logits=train_logits, losses=losses,
+                final_loss=final_loss, state=state, state_after_one=state_after_one,
+                params=params)
+
+  return jax.tree_util.tree_map(np.asarray, jax.jit(program)(_key()))
+
+
+# --- the registry walk -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_for_every_declared_input(name):
+  model = models.get_model(name, **models.tiny_kwargs(name))
+  for shape in models.input_shapes(name):
+    x = jax.ShapeDtypeStruct((3,) + shape, jnp.float32)
+    variables = jax.eval_shape(
+        lambda x: model.init({"params": _key(), "dropout": _key(1)}, x, train=False,
+                             hparams=_hp()), x)
+    logits, updates = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=True, hparams=_hp(0.5), rngs={"dropout": _key()},
+                                 mutable=["batch_stats"]), variables, x)
+    assert logits.shape == (3, 10) and logits.dtype == jnp.float32, (name, shape)
+    assert set(updates) == ({"batch_stats"} if "batch_stats" in variables else set())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_are_finite(name):
+  out = _walk(name)
+  assert out["eval_logits"].shape == (BATCH, 10)
+  assert np.isfinite(out["eval_logits"]).all() and np.isfinite(out["train_logits"]).all()
+  assert np.isfinite(out["losses"]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sgd_steps_lower_the_loss(name):
+  out = _walk(name)
+  # ln(10) = 2.30 is chance; a few steps on one fixed batch must move clearly below the start.
+  assert out["final_loss"] < 0.95 * out["losses"][0], (out["losses"], out["final_loss"])
+
+
+@pytest.mark.parametrize("name", BN_FREE)
+def test_dropout_rate_zero_equals_eval(name):
+  out = _walk(name)
+  np.testing.assert_array_equal(out["train_logits"], out["eval_logits"])
+
+
+@pytest.mark.parametrize("name", BATCHNORM_BY_DEFAULT)
+def test_batch_stats_are_updated_in_training(name):
+  out = _walk(name)
+  before = jax.tree_util.tree_leaves(out["state"]["batch_stats"])
+  after = jax.tree_util.tree_leaves(out["state_after_one"]["batch_stats"])
+  assert before and len(before) == len(after)
+  assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+  # momentum 0.9 from mean 0: the running mean moves to 0.1 * batch mean, not all the way.
+  means = out["state_after_one"]["batch_stats"]
+  assert all(np.abs(m).max() > 0 for m in jax.tree_util.tree_leaves(means))
+
+
+@pytest.mark.parametrize("name", BN_FREE)
+def test_batchnorm_option_adds_batch_stats(name):
+  model = models.get_model(name, batchnorm=True, **models.tiny_kwargs(name))
+  x = jax.ShapeDtypeStruct((2,) + _compute_shape(name), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init({"params": _key()}, x, hparams=_hp()), x)
+  assert "batch_stats" in variables
+  _, updates = jax.eval_shape(
+      lambda v, x: model.apply(v, x, train=True, hparams=_hp(), rngs={"dropout": _key()},
+                               mutable=["batch_stats"]), variables, x)
+  assert jax.tree_util.tree_structure(updates["batch_stats"]) == \
+      jax.tree_util.tree_structure(variables["batch_stats"])
+
+
+def test_every_family_has_tiny_kwargs_and_image_shapes():
+  for name in NAMES:
+    assert models.tiny_kwargs(name) == dict(models.model_entry(name).tiny_kwargs)
+    assert {(28, 28, 1), (32, 32, 3)} <= set(models.input_shapes(name)), name
+  assert (2,) in models.input_shapes("mlp")
+
+
+# --- parameter counts ------------------------------------------------------------------------
+
+
+def _count(name, shape, num_classes=10, **kwargs):
+  model = models.get_model(name, num_classes=num_classes, **kwargs)
+  x = jax.ShapeDtypeStruct((1,) + shape, jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init({"params": _key()}, x, hparams=_hp()), x)
+  return models.param_count(variables["params"])
+
+
+def _dense(n_in, n_out, bias=True):
+  return n_in * n_out + (n_out if bias else 0)
+
+
+def _conv(k, c_in, c_out, bias=True):
+  return k * k * c_in * c_out + (c_out if bias else 0)
+
+
+def test_lenet5_parameter_count():
+  # conv 5x5x1x6 + 6, conv 5x5x6x16 + 16, fc 400->120, 120->84, 84->10.
+  assert _count("lenet5", (28, 28, 1)) == 61_706 == (
+      _conv(5, 1, 6) + _conv(5, 6, 16) + _dense(400, 120) + _dense(120, 84) + _dense(84, 10))
+  assert _count("lenet5", (32, 32, 3)) == 61_706 + 5 * 5 * 2 * 6  # only conv1's input grows
+  assert _count("lenet5", (32, 32, 1), first_padding="SAME") == 61_706 - 400 * 120 + 576 * 120
+
+
+def test_small_cnn_parameter_count():
+  # 28 -conv3-> 26 -pool-> 13 -conv3-> 11 -pool-> 5: 5*5*64 = 1600 features.
+  assert _count("small_cnn", (28, 28, 1)) == 121_930 == (
+      _conv(3, 1, 32) + _conv(3, 32, 64) + _dense(1600, 64) + _dense(64, 10))
+  # 32 -> 30 -> 15 -> 13 -> 6: 6*6*64 = 2304 features.
+  assert _count("small_cnn", (32, 32, 3)) == 167_562 == (
+      _conv(3, 3, 32) + _conv(3, 32, 64) + _dense(2304, 64) + _dense(64, 10))
+
+
+@pytest.mark.parametrize("widths,shape,classes", [
+    ((256, 256), (28, 28, 1), 10), ((100,), (32, 32, 3), 100), ((), (2,), 2),
+    ((16, 8, 4), (2,), 3)])
+def test_mlp_parameter_count(widths, shape, classes):
+  sizes = (int(np.prod(shape)),) + widths + (classes,)
+  want = sum(_dense(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+  assert _count("mlp", shape, classes, widths=widths) == want
+  # With BatchNorm the hidden Dense layers lose their bias and gain a scale and a shift.
+  assert _count("mlp", shape, classes, widths=widths, batchnorm=True) == want + sum(widths)
+
+
+def test_mlp_default_is_two_hidden_layers_of_256():
+  assert _count("mlp", (28, 28, 1)) == _dense(784, 256) + _dense(256, 256) + _dense(256, 10)
+  assert _count("mlp", (2,), depth=3, width=5) == _dense(2, 5) + 2 * _dense(5, 5) + _dense(5, 10)
+
+
+def test_resnet18_parameter_count():
+  # The count of the common PyTorch CIFAR ResNet-18 (bias-free convs, BatchNorm, linear head).
+  assert _count("resnet18", (32, 32, 3)) == 11_173_962
+
+
+def _vgg_count(layout, c_in, width=64, dense=(512,), classes=10):
+  convs = [m * width for m in layout if m != "M"]
+  total, prev = 0, c_in
+  for c in convs:
+    total += _conv(3, prev, c, bias=False) + 2 * c  # BatchNorm scale and shift
+    prev = c
+  sizes = (prev,) + tuple(dense) + (classes,)
+  return total + sum(_dense(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def test_vgg_parameter_counts():
+  from jaxnn.models import vgg
+  assert _count("vgg11", (32, 32, 3)) == _vgg_count(vgg.VGG11_LAYOUT, 3) == 9_491_018
+  assert _count("vgg16", (32, 32, 3)) == _vgg_count(vgg.VGG16_LAYOUT, 3) == 14_986_698
+  # 28x28 also pools down to 1x1 (SAME pooling), so only the first conv differs.
+  assert _count("vgg16", (28, 28, 1)) == _vgg_count(vgg.VGG16_LAYOUT, 1)
+
+
+def test_fastnet_parameter_count():
+  def conv_bn(c_in, c_out):
+    return _conv(3, c_in, c_out, bias=False) + 2 * c_out
+  want = conv_bn(3, 32)
+  for c_in, c in ((32, 64), (64, 128), (128, 256)):
+    want += conv_bn(c_in, c) + 2 * conv_bn(c, c)
+  want += _dense(256, 10)
+  assert _count("fastnet", (32, 32, 3)) == want == 1_941_546
+
+
+def test_param_count_counts_arrays_and_shape_structs():
+  tree = {"a": jnp.zeros((2, 3)), "b": {"c": jax.ShapeDtypeStruct((4,), jnp.float32)}}
+  assert models.param_count(tree) == 10
+
+
+# --- dropout ---------------------------------------------------------------------------------
+
+
+def test_dropout_module_semantics_with_traced_rates():
+  x = jnp.linspace(1.0, 2.0, 20_000).reshape(100, 200)
+  rates = jnp.array([0.0, 0.25, 0.5, 1.0])
+
+  def apply(rate):
+    return layers.Dropout().apply({}, x, rate, True, rngs={"dropout": _key()})
+
+  out = np.asarray(jax.jit(jax.vmap(apply))(rates))
+  np.testing.assert_array_equal(out[0], x)  # rate 0: bit-for-bit identity
+  np.testing.assert_array_equal(out[3], np.zeros_like(x))  # rate 1: all dropped
+  for i, rate in ((1, 0.25), (2, 0.5)):
+    kept = out[i] != 0
+    assert kept.mean() == pytest.approx(1 - rate, abs=0.01)
+    np.testing.assert_allclose(out[i][kept], np.asarray(x)[kept] / (1 - rate), rtol=1e-6)
+  # Eval mode ignores the rate.
+  np.testing.assert_array_equal(layers.Dropout().apply({}, x, 0.9, False), x)
+
+
+def test_dropout_gradient_is_finite_at_rate_one():
+  grad = jax.grad(lambda r: layers.Dropout().apply(
+      {}, jnp.ones(8), r, True, rngs={"dropout": _key()}).sum())(jnp.float32(1.0))
+  assert np.isfinite(grad)
+
+
+def test_per_site_dropout_vector():
+  model = models.get_model("mlp", widths=(16, 8), bias_init="constant")
+  x = jax.random.normal(_key(2), (5, 6))
+  variables = jax.jit(lambda k: model.init({"params": k}, x, hparams=_hp()))(_key())
+  assert model.num_dropout_sites == 2 == models.dropout_sites("mlp", widths=(16, 8))
+
+  def train_logits(rates):
+    return model.apply(variables, x, train=True, hparams=_hp(rates), rngs={"dropout": _key(3)})
+
+  rates = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.3, 0.6]])
+  out = np.asarray(jax.jit(jax.vmap(train_logits))(rates))
+  eval_logits = model.apply(variables, x, hparams=_hp())
+  np.testing.assert_array_equal(out[0], eval_logits)
+  # Last hidden layer fully dropped: the logits are the output bias (ones, the unit constant).
+  np.testing.assert_array_equal(out[1], np.ones((5, 10)))
+  # First hidden layer dropped: every example sees the same input to layer 2.
+  np.testing.assert_allclose(out[2], np.broadcast_to(out[2][0], out[2].shape), rtol=1e-6)
+  assert not np.allclose(out[2][0], 1.0)
+  assert not np.allclose(out[3], eval_logits)
+  with pytest.raises(ValueError, match=r"hparams\['dropout'\]: expected shape \[\] or \[2\]"):
+    train_logits(jnp.zeros(3))
+
+
+@pytest.mark.parametrize("name,kwargs,sites", [
+    ("mlp", {}, 2), ("mlp", {"depth": 0}, 0), ("mlp", {"widths": [4, 4, 4]}, 3),
+    ("small_cnn", {}, 3), ("lenet5", {}, 2), ("vgg11", {}, 1),
+    ("vgg16", {"dense_widths": (64, 64)}, 2), ("resnet18", {}, 1), ("fastnet", {}, 1)])
+def test_dropout_sites(name, kwargs, sites):
+  assert models.dropout_sites(name, **kwargs) == sites
+  assert models.get_model(name, **kwargs).num_dropout_sites == sites
+
+
+# --- a population of members in one program --------------------------------------------------
+
+
+def test_members_with_different_hparams_share_one_program():
+  model = models.get_model("lenet5", activation="leaky_relu", **models.tiny_kwargs("lenet5"))
+  x = jax.random.normal(_key(4), (3, 28, 28, 1))
+  variables = jax.jit(lambda k: model.init({"params": k}, x, hparams=_hp()))(_key())
+
+  def member_logits(dropout, slope, key):
+    return model.apply(variables, x, train=True, hparams=_hp(dropout, slope),
+                       rngs={"dropout": key})
+
+  population = jax.jit(jax.vmap(member_logits))
+  keys = jax.random.split(_key(5), 3)
+  out = population(jnp.array([0.0, 0.0, 0.5]), jnp.array([0.0, 0.2, 0.2]), keys)
+  population(jnp.array([0.1, 0.2, 0.3]), jnp.array([0.3, 0.1, 0.0]), keys)
+  assert population._cache_size() == 1  # new values, same program
+  solo = jax.jit(member_logits)
+  for i, (rate, slope) in enumerate([(0.0, 0.0), (0.0, 0.2), (0.5, 0.2)]):
+    np.testing.assert_allclose(out[i], solo(rate, slope, keys[i]), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(out[0], out[1])  # the slope reaches the activation
+  assert not np.allclose(out[1], out[2])  # the dropout rate reaches the dropout sites
+
+
+# --- registry errors and options -------------------------------------------------------------
+
+
+def test_unknown_model_lists_known_ones():
+  with pytest.raises(ValueError, match=r"model: unknown 'resnet1000'; known: .*fastnet.*lenet5"):
+    models.get_model("resnet1000")
+  with pytest.raises(ValueError, match="model: unknown"):
+    models.tiny_kwargs("nope")
+
+
+def test_unknown_option_lists_known_ones():
+  with pytest.raises(ValueError, match=r"model 'lenet5': unknown option\(s\) depth; known: .*"):
+    models.get_model("lenet5", depth=3)
+
+
+def test_unknown_activation_or_initializer_fails_at_init():
+  x = jnp.zeros((1, 2))
+  with pytest.raises(ValueError, match="activation: unknown 'relu7'"):
+    models.get_model("mlp", activation="relu7").init({"params": _key()}, x)
+  with pytest.raises(ValueError, match="kernel_init: unknown 'kaiming'"):
+    models.get_model("mlp", kernel_init="kaiming").init({"params": _key()}, x)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"widths": [4, 4], "depth": 3}, "depth=3 disagrees"),
+    ({"widths": [4], "width": 4}, "either `widths` or `width`")])
+def test_mlp_contradictory_sizes(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    models.get_model("mlp", **kwargs).init({"params": _key()}, jnp.zeros((1, 2)))
+
+
+def test_options_include_the_shared_ones():
+  for name in NAMES:
+    options = set(models.model_entry(name).options())
+    assert {"num_classes", "activation", "kernel_init", "bias_init", "batchnorm",
+            "dtype"} <= options, name

@@ -100,6 +100,7 @@ def validate(cfg: SweepConfig):
     UsageError: with one line per problem found.
   """
   from jaxnn import data
+  import jaxnn.data.registry  # noqa: F401  (data.registry.resolve checks names)
   from sweeps import space as space_lib
   from sweeps import strategies
   from sweeps.strategies import base
@@ -133,7 +134,7 @@ def validate(cfg: SweepConfig):
        f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
   try:
-    data.check_name(cfg.dataset)
+    data.registry.resolve(cfg.dataset, cfg.data_dir)
   except ValueError as e:
     problems.append(f"--dataset: {e}")
   if cfg.data_dir is not None:
@@ -189,6 +190,7 @@ def _write_json(path: str, obj: Any) -> None:
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep. Returns the member runs."""
   from jaxnn import data
+  import jaxnn.data.registry  # noqa: F401  (data.registry.resolve checks names)
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
   from sweeps import report as report_lib

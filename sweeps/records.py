@@ -29,8 +29,6 @@ STATUSES = ("complete", "stopped", "pruned", "diverged", "failed", "running")
 FAILED_STATUSES = ("diverged", "failed")
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
-Number = float | int
-
 
 def _current_umask() -> int:
   mask = os.umask(0)
@@ -341,7 +339,7 @@ def read_records(workdir: str | os.PathLike) -> list[Record]:
   path = os.path.join(os.fspath(workdir), RECORDS_FILE)
   if not os.path.exists(path):
     return []
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8", errors="replace") as f:  # a torn tail may be cut anywhere
     text = f.read()
   lines = text.split("\n")
   complete_tail = text.endswith("\n")

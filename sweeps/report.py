@@ -221,7 +221,10 @@ def main(argv: Sequence[str]) -> None:
   workdir = argv[1]
   if not os.path.isdir(workdir):
     raise app.UsageError(f"WORKDIR: no such directory: {workdir}")
-  plots.IMPORTANCE_EVALUATORS.check(FLAGS.importance)
+  try:
+    plots.IMPORTANCE_EVALUATORS.check(FLAGS.importance)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   written = write_reports(workdir, top=FLAGS.top, storage=FLAGS.study_storage,
                           importance=FLAGS.importance)

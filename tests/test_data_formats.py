@@ -348,6 +348,11 @@ def test_image_folder_errors_name_the_file(tmp_path):
                                        lambda: image_folder.load_image_folder(tmp_path / "c"))
   (tmp_path / "d").mkdir()
   _expect_format_error(tmp_path / "d", lambda: image_folder.load_image_folder(tmp_path / "d"))
+  archive = tmp_path / "e.tar.gz"
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(tmp_path / "a", arcname="e")
+  archive.write_bytes(archive.read_bytes()[:-100])
+  _expect_format_error(archive, lambda: image_folder.load_image_folder(archive))
 
 
 def test_cache_key_changes_with_the_source(tmp_path):

@@ -141,3 +141,18 @@ def test_network_probe_is_bounded():
   start = time.perf_counter()
   network.network_available(timeout_s=0.5, host="10.255.255.1", port=9)  # unroutable
   assert time.perf_counter() - start < 1.0
+
+
+def test_unregistered_name_prepared_in_data_dir_goes_to_tfds(tmp_path):
+  from jaxnn.data import registry
+  with pytest.raises(ValueError, match="unknown name 'my_set'"):
+    registry.resolve("my_set", tmp_path)
+  (tmp_path / "my_set").mkdir()  # a set tfds prepared from code we do not have
+  name, spec = registry.resolve("my_set", tmp_path)
+  assert name == "my_set" and spec.description == "tfds my_set"
+
+
+def test_missing_split_is_named(tmp_path):
+  JaxnnTinyShapes(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+  with pytest.raises(ValueError, match="split 'validation'.*known: train, test"):
+    data.load("jaxnn_tiny_shapes", tmp_path, test_split="validation", cache_dir=False)

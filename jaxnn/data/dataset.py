@@ -104,7 +104,8 @@ def load(name: str, data_dir: str | Path | None = None, *, val_fraction: float =
       about a second).
     DataFormatError: a file is corrupt, truncated or inconsistent (the message names it).
   """
-  canonical, spec = registry.resolve(name)
+  data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+  canonical, spec = registry.resolve(name, data_dir)
   options = {k: source_kwargs.pop(k) for k in COMMON_OPTIONS if k in source_kwargs}
   accepted = [p for p in inspect.signature(spec.loader).parameters if p != "ctx"]
   unknown = sorted(set(source_kwargs) - set(accepted))
@@ -112,7 +113,7 @@ def load(name: str, data_dir: str | Path | None = None, *, val_fraction: float =
     raise ValueError(f"dataset {canonical}: unknown option(s) {', '.join(unknown)}; known: "
                      f"{', '.join([*COMMON_OPTIONS, *accepted]) }")
   ctx = SourceContext(
-      data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
+      data_dir=data_dir,
       cache_dir=options.get("cache_dir"),
       download=bool(options.get("download", True)),
   )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Callable
 
 from jaxnn.data import sources, toy
@@ -69,11 +70,13 @@ def list_datasets() -> list[str]:
   return sorted(DATASETS)
 
 
-def resolve(name: str) -> tuple[str, DatasetSpec]:
+def resolve(name: str, data_dir: Path | None = None) -> tuple[str, DatasetSpec]:
   """Maps a user's name to (canonical name, spec).
 
   Args:
-    name: a registered name or alias, `folder:<path>`, or a tfds builder name.
+    name: a registered name or alias, `folder:<path>`, or a tfds builder name (one tfds has
+      code for, or one prepared in `data_dir`).
+    data_dir: the data folder, where a prepared tfds set without builder code may be.
 
   Returns:
     (canonical name, spec); for folders and tfds names the spec's loader has the path or name
@@ -95,7 +98,8 @@ def resolve(name: str) -> tuple[str, DatasetSpec]:
   if key in DATASETS:
     return key, DATASETS[key]
   from jaxnn.data import tfds_source  # pylint: disable=g-import-not-at-top
-  if tfds_source.known_builder(name):
+  prepared = data_dir is not None and (Path(data_dir) / tfds_source.base_name(name)).is_dir()
+  if prepared or tfds_source.known_builder(name):
     return name, DatasetSpec(name, f"tfds {name}",
                              functools.partial(sources.load_generic_tfds, name=name))
   raise ValueError(f"dataset: unknown name {name!r}; known: {', '.join(list_datasets())}, "

@@ -117,11 +117,16 @@ def _read_data_source(source, image_key: str, label_key: str, where: str):
 
 def _read_split(builder, tfds, split: str, image_key: str, label_key: str, name: str):
   where = f"tfds '{name}' split '{split}' in {builder.data_dir}"
+  known = list(builder.info.splits.keys()) if isinstance(builder.info.splits, dict) else []
+  if known and split not in known:
+    raise ValueError(f"{where}: no such split; known: {', '.join(known)} (choose with "
+                     "train_split= / test_split=)")
   try:
     source = builder.as_data_source(split=split)
   except NotImplementedError:
     if not tensorflow_available():
-      raise DataFormatError(f"{where}: stored as {builder.info.file_format.value}, which only "
+      stored = getattr(builder.info.file_format, "value", builder.info.file_format)
+      raise DataFormatError(f"{where}: stored as {stored}, which only "
                             "TensorFlow reads; install tensorflow-cpu or prepare it again with "
                             "file_format='array_record'") from None
     batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))

@@ -16,6 +16,7 @@ report can render from any thread and never opens a window.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -104,6 +105,7 @@ def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str
   fig = Figure(figsize=(14, 6.5), layout="constrained")
   panels = dict(zip(("val_acc", "val_loss"), fig.subplots(1, 2)))
   n_diverged = sum(r.status == "diverged" for r in records)
+  n_failed = sum(r.failed for r in records)
   for key, ax in panels.items():
     # Accuracy is bounded, so every member fits; losses of diverged members are left out.
     shown = [[v for _, v in r.finite_values(key)] for r in records
@@ -121,9 +123,10 @@ def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str
       color = TOP_COLORS[top_ids[record.member_id]]
       ax.plot(epochs, values, color=color, lw=2.2, zorder=3)
       best = record.best_epoch_for(objective)
-      if best is not None and record.history.get(key) and record.history[key][best] is not None:
-        ax.plot([best + 1], [record.history[key][best]], marker="*", ms=13, color=color,
-                mec="black", mew=0.6, zorder=4)
+      values = record.history.get(key, [])
+      if best is not None and best < len(values) and values[best] is not None:
+        ax.plot([best + 1], [values[best]], marker="*", ms=13, color=color, mec="black",
+                mew=0.6, zorder=4)
     low, high = _limits(shown)
     ax.set_ylim(low, high)
     for record in records:  # mark where each diverged member left the finite range
@@ -143,11 +146,12 @@ def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str
   handles = [_line(TOP_COLORS[i], 2.2, "-", f"#{i + 1}  member {r.member_id}: "
                    f"{objective}={r.objective_value(objective):.4f}  {_describe(r, varying)}")
              for i, r in enumerate(top_records)]
-  handles.append(_line(OTHER_COLOR, 1.0, "-", f"other members ({len(records) - len(top_ids)})"))
+  n_other = sum(r.member_id not in top_ids and not r.failed for r in records)
+  handles.append(_line(OTHER_COLOR, 1.0, "-", f"other members ({n_other})"))
   handles.append(_line("0.3", 0, "", "best epoch of a highlighted member", marker="*"))
-  if n_diverged:
-    handles.append(_line(DIVERGED_COLOR, 1.0, "--",
-                         f"diverged ({n_diverged}); X = last finite epoch", marker="X"))
+  if n_failed:
+    handles.append(_line(DIVERGED_COLOR, 1.0, "--", f"diverged or failed ({n_failed}); "
+                         "X = last finite epoch of a diverged member", marker="X"))
   fig.legend(handles=handles, loc="outside lower left", ncols=1, fontsize=9, frameon=False)
   fig.suptitle(title or f"Validation curves: top {len(top_records)} of {len(records)} members "
                f"by {objective} highlighted", fontsize=13)
@@ -220,12 +224,12 @@ def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
       scores[i] is not None,
       0.0 if scores[i] is None else
       (scores[i] if objective_direction(objective) == "maximize" else -scores[i])))
-  any_missing = False
+  missing = [False] * n  # which axes need an "n/a" position
   for i in order:
     record, score = records[i], scores[i]
     ys = [a.position(record.params.get(a.name)) for a in axes]
     ys.append(None if score is None else objective_axis.position(score))
-    any_missing |= any(y is None for y in ys)
+    missing = [m or y is None for m, y in zip(missing, ys)]
     ys = [MISSING if y is None else y for y in ys]
     if record.failed or score is None:
       ax.plot(range(n), ys, color=DIVERGED_COLOR, lw=1.3, ls="--", alpha=0.8, zorder=1)
@@ -237,7 +241,7 @@ def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
     distinct = () if axis is objective_axis else {
         r.params[axis.name] for r in records if axis.kind != "categorical"
         and r.params.get(axis.name) is not None}
-    ticks = _axis_ticks(axis, tuple(distinct)) + ([(MISSING, "n/a")] if any_missing else [])
+    ticks = _axis_ticks(axis, tuple(distinct)) + ([(MISSING, "n/a")] if missing[x] else [])
     for y, label in ticks:
       ax.plot([x - 0.025, x], [y, y], color="black", lw=1.0, zorder=3)
       ax.text(x - 0.04, y, label, ha="right", va="center", fontsize=8.5, zorder=4,
@@ -246,7 +250,7 @@ def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
     ax.text(x, 1.06, name, ha="center", va="bottom", fontsize=10, fontweight="bold",
             rotation=0 if n <= 7 else 20)
   ax.set_xlim(-0.45, n - 0.8)
-  ax.set_ylim(MISSING - 0.06 if any_missing else -0.04, 1.04)
+  ax.set_ylim(MISSING - 0.06 if any(missing) else -0.04, 1.04)
   ax.set_axis_off()
   mappable = cm.ScalarMappable(norm=norm, cmap=cmap)
   fig.colorbar(mappable, ax=ax, label=_pretty(objective) + " (line colour)", shrink=0.8)
@@ -310,8 +314,9 @@ def plot_importance(records: Sequence[Record], path: str, *, objective: str = "v
   try:
     importances = param_importances(records, objective=objective, evaluator=evaluator)
   except (ValueError, RuntimeError, ImportError) as e:
-    ax.text(0.5, 0.5, f"importance not available:\n{e}", ha="center", va="center",
-            fontsize=12, wrap=True, transform=ax.transAxes)
+    reason = "\n".join(textwrap.wrap(str(e), 60))
+    ax.text(0.5, 0.5, f"importance not available:\n{reason}", ha="center", va="center",
+            fontsize=12, transform=ax.transAxes)
     ax.set_axis_off()
   else:
     names = list(importances)[::-1]  # most important on top

@@ -247,6 +247,12 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
     ConfigError: one line naming the first bad field, its value and what is allowed.
   """
   cfg = with_defaults(config)
+  # zeros and constant are one kind at two values (ones scaled by a per-member number), so
+  # members that differ only there share one program.
+  if cfg["bias_init"] == "zeros":
+    cfg.update(bias_init="constant", bias_value=0.0)
+  if cfg["kernel_init"] == "zeros":
+    cfg.update(kernel_init="constant", init_scale=0.0)
   _choice(cfg, "model", models.list_models())
   _choice(cfg, "schedule", schedules.SCHEDULES)
   _choice(cfg, "schedule_per", schedules.SCHEDULE_UNITS)

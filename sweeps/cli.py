@@ -23,39 +23,45 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 
-def define_flags(default_dataset: str) -> None:
-  flags.DEFINE_string("dataset", default_dataset, "Data set name (see jaxnn.data).")
-  flags.DEFINE_string("data_dir", None, "Folder with offline data (official archives, image "
+def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) -> None:
+  """Defines the sweep flags on `flag_values` (the global FLAGS for the entry points)."""
+  _define(flag_values, flags.DEFINE_string, "dataset", default_dataset, "Data set name (see jaxnn.data).")
+  _define(flag_values, flags.DEFINE_string, "data_dir", None, "Folder with offline data (official archives, image "
                       "folders); default $JAXNN_DATA_DIR, then tensorflow-datasets.")
-  flags.DEFINE_string("workdir", None, "Where the sweep writes config, plan, records, reports.")
-  flags.DEFINE_string("strategy", "grid", "grid | random | bayes | hyperband | "
+  _define(flag_values, flags.DEFINE_string, "workdir", None, "Where the sweep writes config, plan, records, reports.")
+  _define(flag_values, flags.DEFINE_string, "strategy", "grid", "grid | random | bayes | hyperband | "
                       "successive_halving | pbt | ablation")
-  flags.DEFINE_multi_string("space", [], "NAME=SPEC [if CONDITION]; see sweeps/space.py.")
-  flags.DEFINE_integer("trials", 20, "Budget: configurations to try (random, bayes).")
-  flags.DEFINE_integer("epochs", 10, "Budget: epochs per member (max epochs for hyperband/pbt).")
-  flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every member.")
-  flags.DEFINE_integer("batch", 16, "Members asked at once (bayes) / population size (pbt).")
-  flags.DEFINE_integer("eta", 3, "Reduction factor of successive halving / Hyperband.")
-  flags.DEFINE_integer("min_epochs", 1, "Smallest budget of a Hyperband rung.")
-  flags.DEFINE_integer("pbt_interval", 2, "Epochs between PBT exploit steps.")
-  flags.DEFINE_float("pbt_fraction", 0.25, "Fraction of the PBT population replaced each time.")
-  flags.DEFINE_string("sampler", "tpe", "Bayesian sampler: tpe | gp | cmaes.")
-  flags.DEFINE_integer("seeds", 3, "Ablation: repeats of every variant.")
-  flags.DEFINE_list("cross", [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).")
-  flags.DEFINE_string("objective", "val_acc", "val_acc (maximized) or val_loss (minimized).")
-  flags.DEFINE_integer("patience", 0, "Early stopping patience in epochs (0: off).")
-  flags.DEFINE_float("min_delta", 0.0, "Early stopping: smallest improvement that counts.")
-  flags.DEFINE_string("monitor", "val_loss", "Early stopping metric: val_loss or val_acc.")
-  flags.DEFINE_float("val_fraction", 0.2, "Validation share carved from train (stratified).")
-  flags.DEFINE_integer("train_subset", None, "Use only this many training examples.")
-  flags.DEFINE_integer("val_subset", None, "Use only this many validation examples.")
-  flags.DEFINE_integer("test_subset", None, "Use only this many test examples.")
-  flags.DEFINE_integer("test_top", 5, "Best members re-evaluated on the held-out test split.")
-  flags.DEFINE_integer("top", 10, "Rows of the final table.")
-  flags.DEFINE_float("memory_budget_mb", None, "Device memory to plan for (default: detected).")
-  flags.DEFINE_bool("dry_run", False, "Print the plan (buckets, members, memory, compiles) "
+  _define(flag_values, flags.DEFINE_multi_string, "space", [], "NAME=SPEC [if CONDITION]; see sweeps/space.py.")
+  _define(flag_values, flags.DEFINE_integer, "trials", 20, "Budget: configurations to try (random, bayes).")
+  _define(flag_values, flags.DEFINE_integer, "epochs", 10, "Budget: epochs per member (max epochs for hyperband/pbt).")
+  _define(flag_values, flags.DEFINE_integer, "seed", 0, "Seeds the strategy, the data split and every member.")
+  _define(flag_values, flags.DEFINE_integer, "batch", 16, "Members asked at once (bayes) / population size (pbt).")
+  _define(flag_values, flags.DEFINE_integer, "eta", 3, "Reduction factor of successive halving / Hyperband.")
+  _define(flag_values, flags.DEFINE_integer, "min_epochs", 1, "Smallest budget of a Hyperband rung.")
+  _define(flag_values, flags.DEFINE_integer, "pbt_interval", 2, "Epochs between PBT exploit steps.")
+  _define(flag_values, flags.DEFINE_float, "pbt_fraction", 0.25, "Fraction of the PBT population replaced each time.")
+  _define(flag_values, flags.DEFINE_string, "sampler", "tpe", "Bayesian sampler: tpe | gp | cmaes.")
+  _define(flag_values, flags.DEFINE_integer, "seeds", 3, "Ablation: repeats of every variant.")
+  _define(flag_values, flags.DEFINE_list, "cross", [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).")
+  _define(flag_values, flags.DEFINE_string, "objective", "val_acc", "val_acc (maximized) or val_loss (minimized).")
+  _define(flag_values, flags.DEFINE_integer, "patience", 0, "Early stopping patience in epochs (0: off).")
+  _define(flag_values, flags.DEFINE_float, "min_delta", 0.0, "Early stopping: smallest improvement that counts.")
+  _define(flag_values, flags.DEFINE_string, "monitor", "val_loss", "Early stopping metric: val_loss or val_acc.")
+  _define(flag_values, flags.DEFINE_float, "val_fraction", 0.2, "Validation share carved from train (stratified).")
+  _define(flag_values, flags.DEFINE_integer, "train_subset", None, "Use only this many training examples.")
+  _define(flag_values, flags.DEFINE_integer, "val_subset", None, "Use only this many validation examples.")
+  _define(flag_values, flags.DEFINE_integer, "test_subset", None, "Use only this many test examples.")
+  _define(flag_values, flags.DEFINE_integer, "test_top", 5, "Best members re-evaluated on the held-out test split.")
+  _define(flag_values, flags.DEFINE_integer, "top", 10, "Rows of the final table.")
+  _define(flag_values, flags.DEFINE_float, "memory_budget_mb", None, "Device memory to plan for (default: detected).")
+  _define(flag_values, flags.DEFINE_bool, "dry_run", False, "Print the plan (buckets, members, memory, compiles) "
                     "and exit without training.")
-  flags.DEFINE_bool("progress", True, "Show progress bars (--noprogress to silence).")
+  _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
+
+
+
+def _define(flag_values, define, *args):
+  define(*args, flag_values=flag_values)
 
 
 # Flags that change what the sweep computes (a resumed sweep must keep them); the others
@@ -85,12 +91,21 @@ class SweepConfig:
     return dict(self.values)
 
 
-def config_from_flags() -> SweepConfig:
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> SweepConfig:
   names = SEARCH_FLAGS + ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb")
-  values = {name: FLAGS[name].value for name in names}
+  values = {name: flag_values[name].value for name in names}
   values["space"] = list(values["space"])
   values["cross"] = list(values["cross"])
   return SweepConfig(tuple(sorted(values.items())))
+
+
+def config_from_argv(argv: Sequence[str], default_dataset: str = "mnist") -> SweepConfig:
+  """Parses command-line style arguments (flagfiles included) without touching global flags:
+  what notebooks and tests use to build a sweep exactly as the CLI would."""
+  flag_values = flags.FlagValues()
+  define_flags(default_dataset, flag_values)
+  flag_values(["sweep"] + list(argv))
+  return config_from_flags(flag_values)
 
 
 def validate(cfg: SweepConfig):
@@ -182,6 +197,32 @@ def _check_member_configs(space, strategy, cfg) -> None:
       raise ValueError(str(e)) from None
 
 
+# Shapes of the registered sets, so --dry_run can plan where the data are not (yet) present:
+# (example shape, classes, official train size, official test size).
+KNOWN_SHAPES = {
+    "cifar10": ((32, 32, 3), 10, 50000, 10000), "cifar100": ((32, 32, 3), 100, 50000, 10000),
+    "mnist": ((28, 28, 1), 10, 60000, 10000), "fashion_mnist": ((28, 28, 1), 10, 60000, 10000),
+    "kmnist": ((28, 28, 1), 10, 60000, 10000), "kuzushiji49": ((28, 28, 1), 49, 232365, 38547),
+}
+
+
+def _placeholder(cfg):
+  """Zero-filled splits with the real shapes and sizes (only for planning)."""
+  import numpy as np
+  from jaxnn import data
+  shape, classes, n_train, n_test = KNOWN_SHAPES[cfg.dataset]
+  n_val = int(round(n_train * cfg.val_fraction))
+  sizes = (min(n_train - n_val, cfg.train_subset or n_train), min(n_val, cfg.val_subset or n_val),
+           min(n_test, cfg.test_subset or n_test))
+
+  def split(n):
+    return data.Split(np.zeros((n,) + shape, np.uint8), np.zeros(n, np.int32))
+
+  return data.Dataset(cfg.dataset, split(sizes[0]), split(sizes[1]), split(sizes[2]), classes,
+                      tuple(map(str, range(classes))), np.zeros(shape[-1], np.float32),
+                      np.ones(shape[-1], np.float32), source="placeholder (dry run)")
+
+
 def _write_json(path: str, obj: Any) -> None:
   from sweeps.records import atomic_write_text
   atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
@@ -197,12 +238,17 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps.run import EarlyStopping, SweepLoop
 
   start = time.time()
-  dataset = data.load(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                      train_subset=cfg.train_subset, val_subset=cfg.val_subset,
-                      test_subset=cfg.test_subset)
+  if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
+    dataset = _placeholder(cfg)   # planning needs shapes only: no decoding for a dry run
+  else:
+    dataset = data.load(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                        train_subset=cfg.train_subset, val_subset=cfg.val_subset,
+                        test_subset=cfg.test_subset)
   sizes = dataset.sizes()
   print(f"data: {cfg.dataset} train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, "
-        f"{dataset.num_classes} classes, input {tuple(dataset.train.x.shape[1:])}", file=out)
+        f"{dataset.num_classes} classes, input {tuple(dataset.train.x.shape[1:])}"
+        + (" (shapes only, not loaded)" if dataset.source.startswith("placeholder") else ""),
+        file=out)
   budget = int(cfg.memory_budget_mb * 2**20) if cfg.memory_budget_mb else None
   stopping = EarlyStopping(cfg.patience, cfg.min_delta, cfg.monitor)
 
@@ -252,6 +298,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
 
 
 def main(argv: Sequence[str]) -> None:
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)   # keep jax's backend probing out of the output
   if len(argv) > 1:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)
     sys.exit(2)

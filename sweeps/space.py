@@ -156,9 +156,11 @@ class Space:
     """One config: each parameter in order, skipping those whose condition is false."""
     config: dict[str, Any] = {}
     for param in self.params:
+      if param.name in config:   # an earlier alternative for this name already applied
+        continue
       if param.condition is not None and not param.condition.holds(config):
         continue
-      config[param.name] = _draw(param.name, param.dist, suggest, config)
+      config[param.name] = _draw(self.suggest_name(param), param.dist, suggest, config)
     return _drop_depth_helpers(self, config)
 
   def grid(self) -> list[dict[str, Any]]:
@@ -170,13 +172,22 @@ class Space:
     for param in self.params:
       expanded = []
       for config in configs:
-        if param.condition is not None and not param.condition.holds(config):
+        if param.name in config or (param.condition is not None
+                                    and not param.condition.holds(config)):
           expanded.append(config)
           continue
         for value in _enumerate(param, config):
           expanded.append({**config, param.name: value})
       configs = expanded
     return [_drop_depth_helpers(self, c) for c in configs]
+
+  def suggest_name(self, param: Param) -> str:
+    """The name a Suggest sees: alternatives of one name get distinct names (Optuna requires
+    one distribution per name)."""
+    same = [p for p in self.params if p.name == param.name]
+    if len(same) == 1:
+      return param.name
+    return f"{param.name}[{same.index(param)}]"
 
   def grid_size(self) -> int:
     return len(self.grid())
@@ -259,6 +270,8 @@ _COND = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|not\s+in|in)\s*(.+)$")
 def _literal(text: str):
   """A Python literal, or the bare word itself as a string (so `relu` needs no quotes)."""
   text = text.strip()
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -335,13 +348,12 @@ def parse_condition(text: str) -> Condition:
     raise SpaceError(f"cannot read condition {text!r}; use NAME == v, NAME in (a, b), ...")
   name, op, rest = match.groups()
   op = " ".join(op.split())
-  value = _literal(rest)
+  rest = rest.strip()
   if op in ("in", "not in"):
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if isinstance(value, str) and rest.strip().startswith("("):
-      values = (value,)
+    inner = rest[1:-1] if rest[:1] in "([" and rest[-1:] in ")]" else rest
+    values = tuple(_as_tuple(_literal(v)) for v in _split_args(inner))
   else:
-    values = (value,)
+    values = (_as_tuple(_literal(rest)),)
   return Condition(name, op, values)
 
 
@@ -358,13 +370,17 @@ def _split_condition(text: str) -> tuple[str, str | None]:
 
 
 def parse(lines: Sequence[str]) -> Space:
-  """Parses `--space` lines into a Space; later lines for a name replace earlier ones in place.
+  """Parses `--space` lines into a Space.
+
+  A line without a condition replaces every earlier line for its name (so the command line
+  overrides a flagfile); a conditional line replaces an earlier one with the same condition and
+  otherwise adds an alternative (the first alternative whose condition holds applies).
 
   Raises:
     SpaceError: one line naming the parameter and what is wrong: syntax, bad bounds, a
       condition on a parameter not declared before it, or one that can never hold.
   """
-  params: dict[str, Param] = {}
+  params: dict[tuple[str, str | None], Param] = {}
   for line in lines:
     match = _LINE.match(line)
     if not match:
@@ -377,7 +393,10 @@ def parse(lines: Sequence[str]) -> Space:
     except SpaceError as e:
       msg = str(e)
       raise SpaceError(msg if msg.startswith(f"{name}:") else f"{name}: {msg}") from None
-    params[name] = Param(name, dist, condition)
+    key = (name, condition.text() if condition else None)
+    if condition is None:   # an unconditional line replaces every earlier line for the name
+      params = {k: v for k, v in params.items() if k[0] != name}
+    params[key] = Param(name, dist, condition)
   space = Space(tuple(params.values()))
   _check(space)
   return space
@@ -394,24 +413,33 @@ def _support(dist) -> tuple | None:
   return None
 
 
+def _union_support(params: Sequence[Param]) -> tuple | None:
+  values: list = []
+  for param in params:
+    support = _support(param.dist)
+    if support is None:
+      return None
+    values.extend(v for v in support if not any(_same(v, w) for w in values))
+  return tuple(values)
+
+
 def _check(space: Space) -> None:
-  declared: dict[str, Param] = {}
+  declared: dict[str, list[Param]] = {}
   for param in space.params:
     cond = param.condition
     if cond is not None:
       if cond.name not in declared:
         raise SpaceError(f"{param.name}: condition refers to {cond.name!r}, which is not "
                          "declared before it")
-      support = _support(declared[cond.name].dist)
+      support = _union_support(declared[cond.name])
       if support is not None and not any(cond.holds({cond.name: v}) for v in support):
         raise SpaceError(f"{param.name}: condition '{cond.text()}' can never hold "
                          f"({cond.name} takes {list(support)})")
     if isinstance(param.dist, PerLayer):
-      depth = declared.get(param.dist.depth)
-      if depth is None:
+      if param.dist.depth not in declared:
         raise SpaceError(f"{param.name}: per_layer needs {param.dist.depth!r} declared before it")
-      support = _support(depth.dist)
+      support = _union_support(declared[param.dist.depth])
       if support is None or not all(isinstance(v, int) and v >= 1 for v in support):
         raise SpaceError(f"{param.name}: per_layer depth {param.dist.depth!r} must take "
                          "positive integers")
-    declared[param.name] = param
+    declared.setdefault(param.name, []).append(param)

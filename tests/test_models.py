@@ -7,6 +7,7 @@ Compile time is the cost here, and on this CPU XLA compiles random-number ops sl
 default partitionable threefry ~1.5 s per op; a tiny VGG-16 init took 19 s). So keys use the
 'rbg' implementation, and the tiny models are built with kernel_init='zeros' and get their
 random kernels from NumPy after `init` (`_init`); the initializers have their own tests.
+The walk's programs are compiled at LLVM -O0 (`_compile`), ~40% faster to build here.
 """
 
 import functools
@@ -41,6 +42,11 @@ def _compute_shape(name):
   return min(models.input_shapes(name), key=lambda s: int(np.prod(s)))
 
 
+def _compile(fn, *args):
+  """jit(fn) compiled for `args` with the backend optimizer off (faster builds, same math)."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 def _tiny(name, **kwargs):
   """The tiny variant of `name`, built for `_init` (kernels filled in afterwards)."""
   return models.get_model(name, **{**models.tiny_kwargs(name), "kernel_init": "zeros", **kwargs})
@@ -48,7 +54,8 @@ def _tiny(name, **kwargs):
 
 def _init(model, x, seed=0):
   """`model.init`, then He-normal kernels drawn by NumPy (no random ops to compile)."""
-  variables = jax.jit(lambda k: model.init({"params": k}, x, train=False, hparams=_hp()))(_key())
+  init = lambda k: model.init({"params": k}, x, train=False, hparams=_hp())
+  variables = _compile(init, _key())(_key())
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
@@ -62,41 +69,41 @@ def _init(model, x, seed=0):
 
 @functools.lru_cache(maxsize=None)
 def _walk(name):
-  """Eval and SGD-train the tiny `name` on a fixed random batch, in one compiled program."""
+  """Eval and SGD-train the tiny `name` on a fixed random batch with one compiled step.
+
+  The step is called from Python: a `lax.scan` over the steps compiled ~5x slower here.
+  """
   model = _tiny(name)
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(BATCH,) + _compute_shape(name)), jnp.float32)
   y = jnp.arange(BATCH) % 10
   variables = _init(model, x)
+  optimizer = optax.sgd(SGD_LR)
 
-  def program(variables):
-    params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+  def loss_fn(params, state):
+    logits, updates = model.apply({"params": params, **state}, x, train=True, hparams=_hp(),
+                                  rngs={"dropout": _key(2)}, mutable=["batch_stats"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, (logits, {**state, **updates})
 
-    def loss_fn(params, state):
-      logits, updates = model.apply({"params": params, **state}, x, train=True, hparams=_hp(),
-                                    rngs={"dropout": _key(2)}, mutable=["batch_stats"])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-      return loss, (logits, {**state, **updates})
+  def step_fn(params, state, opt_state):
+    """One SGD step; also returns the train- and eval-mode logits before it."""
+    (loss, (logits, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, state)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    eval_logits = model.apply({"params": params, **state}, x, train=False, hparams=_hp())
+    return optax.apply_updates(params, updates), new_state, opt_state, loss, logits, eval_logits
 
-    optimizer = optax.sgd(SGD_LR)
-
-    def step(carry, _):
-      params, state, opt_state = carry
-      (loss, (logits, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, state)
-      updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), new_state, opt_state), (loss, logits,
-                                                                            new_state)
-
-    # Step i reports the loss before its update: losses[-1] is after SGD_STEPS updates.
-    _, (losses, logits, states) = jax.lax.scan(
-        step, (params, state, optimizer.init(params)), None, length=SGD_STEPS + 1)
-    eval_logits = model.apply(variables, x, train=False, hparams=_hp())
-    first = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[0], tree)
-    return dict(eval_logits=eval_logits, train_logits=logits[0], losses=losses, state=state,
-                state_after_one=first(states))
-
-  return jax.tree_util.tree_map(np.asarray, jax.jit(program)(variables))
+  params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+  carry = (params, state, optimizer.init(params))
+  step = _compile(step_fn, *carry)
+  losses, first = [], None
+  for _ in range(SGD_STEPS + 1):  # losses[i] is the loss after i updates
+    *carry, loss, train_logits, eval_logits = step(*carry)
+    losses.append(loss)
+    first = first or dict(train_logits=train_logits, eval_logits=eval_logits,
+                          state_after_one=carry[1])
+  return jax.tree_util.tree_map(np.asarray, dict(first, losses=jnp.stack(losses), state=state))
 
 
 # --- the registry walk -----------------------------------------------------------------------
@@ -135,7 +142,9 @@ def test_sgd_steps_lower_the_loss(name):
 @pytest.mark.parametrize("name", BN_FREE)
 def test_dropout_rate_zero_equals_eval(name):
   out = _walk(name)
-  np.testing.assert_array_equal(out["train_logits"], out["eval_logits"])
+  # Dropout at rate 0 is the identity bit for bit (see the Dropout test); here the two paths sit
+  # in different fusions of one program, where XLA may round a conv differently in the last bit.
+  np.testing.assert_allclose(out["train_logits"], out["eval_logits"], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", BATCHNORM_BY_DEFAULT)
@@ -145,9 +154,10 @@ def test_batch_stats_are_updated_in_training(name):
   after = jax.tree_util.tree_leaves(out["state_after_one"]["batch_stats"])
   assert before and len(before) == len(after)
   assert all(not np.array_equal(b, a) for b, a in zip(before, after))
-  # momentum 0.9 from mean 0: the running mean moves to 0.1 * batch mean, not all the way.
-  means = out["state_after_one"]["batch_stats"]
-  assert all(np.abs(m).max() > 0 for m in jax.tree_util.tree_leaves(means))
+  # Momentum 0.9 from var = 1: one step moves the running variance to 0.9 + 0.1 * batch var.
+  variances = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(
+      out["state_after_one"]["batch_stats"]) if path[-1].key == "var"]
+  assert variances and all((v > 0.9).all() for v in variances)
 
 
 @pytest.mark.parametrize("name", BN_FREE)
@@ -323,8 +333,8 @@ def test_dropout_sites(name, kwargs, sites):
 
 
 def test_members_with_different_hparams_share_one_program():
-  model = _tiny("lenet5", activation="leaky_relu")
-  x = jnp.asarray(np.random.default_rng(4).normal(size=(3, 28, 28, 1)), jnp.float32)
+  model = _tiny("mlp", widths=(8,), activation="leaky_relu")
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(3, 4)), jnp.float32)
   variables = _init(model, x)
 
   def member_logits(dropout, slope, key):
@@ -332,7 +342,9 @@ def test_members_with_different_hparams_share_one_program():
                        rngs={"dropout": key})
 
   population = jax.jit(jax.vmap(member_logits))
-  keys = jax.random.split(_key(5), 3)
+  # The default (threefry) keys: 'rbg' bits under vmap differ from the unbatched ones, so only
+  # threefry makes a member equal its solo run (which is why production uses it).
+  keys = jax.random.split(jax.random.key(5), 3)
   out = population(jnp.array([0.0, 0.0, 0.5]), jnp.array([0.0, 0.2, 0.2]), keys)
   population(jnp.array([0.1, 0.2, 0.3]), jnp.array([0.3, 0.1, 0.0]), keys)
   assert population._cache_size() == 1  # new values, same program

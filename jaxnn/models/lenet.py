@@ -9,6 +9,7 @@ convolution instead, so both reach the 28 -> 14 -> 10 -> 5 feature maps of the o
 the dense part is identical. Parameters for 10 classes: 61,706 on 28x28x1, 62,006 on 32x32x3.
 Simplifications (as almost everyone's LeNet-5): parameter-free average pooling, full C3
 connectivity, a plain dense output instead of RBF units. Two dropout sites (after fc120, fc84).
+`batchnorm=True` puts BatchNorm after each convolution (which then has no bias).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """Models: walk the registry with tiny variants; pin parameter counts of the classic nets.
 
-Each tiny model is compiled once: one program initializes it, evaluates it, and takes a few SGD
-steps; the tests below read that program's outputs. Full-size models are only shape-evaluated
+Each tiny model is compiled twice: its init, and one step program (an SGD step plus train- and
+eval-mode logits) called a few times; the tests below read those outputs. Full-size models are
+only shape-evaluated
 (jax.eval_shape), which counts their parameters without allocating or compiling anything.
 Compile time is the cost here, and on this CPU XLA compiles random-number ops slowly (the
 default partitionable threefry ~1.5 s per op; a tiny VGG-16 init took 19 s). So keys use the
 'rbg' implementation, and the tiny models are built with kernel_init='zeros' and get their
 random kernels from NumPy after `init` (`_init`); the initializers have their own tests.
-The walk's programs are compiled at LLVM -O0 (`_compile`), ~40% faster to build here.
+The walk's programs are compiled at LLVM -O0 (`_compile`): a tiny VGG-16 step builds in 2.4 s
+instead of 7.9 s here.
 """
 
 import functools

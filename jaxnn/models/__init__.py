@@ -79,7 +79,7 @@ _MODELS: Registry[ModelEntry] = Registry("model", {
         MLP, {"widths": (16, 8)}, (TOY_SHAPE,) + _IMAGES,
         "fully connected; widths list or depth+width; dropout after each hidden layer"),
     "small_cnn": ModelEntry(
-        SmallCNN, {"features": (4, 8), "dense_widths": (8,)}, _IMAGES,
+        SmallCNN, {"features": (4, 8), "dense_width": 8}, _IMAGES,
         "Keras MNIST CNN: conv32-pool-conv64-pool-dense64"),
     "lenet5": ModelEntry(
         LeNet5, {"features": (2, 4), "dense_widths": (8, 8)}, _IMAGES,

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 # The static (program-shaping) fields with their defaults.
 STATIC_DEFAULTS: dict[str, Any] = {
     "model": "mlp",
-    "activation": "relu",
+    "activation": None,   # None: the model family's own default
     "kernel_init": None,   # None: the model family's own default (see model_default)
     "bias_init": None,
     "batchnorm": None,

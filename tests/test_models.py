@@ -2,8 +2,7 @@
 
 Each tiny model is compiled twice: its init, and one step program (an SGD step plus train- and
 eval-mode logits) called a few times; the tests below read those outputs. Full-size models are
-only shape-evaluated
-(jax.eval_shape), which counts their parameters without allocating or compiling anything.
+only shape-evaluated (jax.eval_shape): their parameters are counted without compiling anything.
 Compile time is the cost here, and on this CPU XLA compiles random-number ops slowly (the
 default partitionable threefry ~1.5 s per op; a tiny VGG-16 init took 19 s). So keys use the
 'rbg' implementation, and the tiny models are built with kernel_init='zeros' and get their

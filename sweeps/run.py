@@ -342,6 +342,8 @@ class SweepLoop:
       sync_every = self.strategy.sync_every()
       for chunk in self.chunks:
         self.train_chunk(chunk, sync_every)
+        # Progress on disk: a half-finished sweep can already be reported.
+        self.on_record([self.members[i].record(self.objective) for i in chunk.ids])
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
               if self.members[m].status == "running"}
       self.apply(self.strategy.on_sync(live))

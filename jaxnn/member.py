@@ -122,8 +122,11 @@ def _fail(field: str, value: Any, allowed: str) -> ConfigError:
   return ConfigError(f"{field}: got {value!r}; allowed: {allowed}")
 
 
-def _number(cfg, field, *, low=None, high=None, low_open=False, high_open=False, allowed=None):
+def _number(cfg, field, *, low=None, high=None, low_open=False, high_open=False, allowed=None,
+            vector=False):
   value = cfg[field]
+  if isinstance(value, (list, tuple)) and not vector:
+    raise _fail(field, value, allowed or _range_text(low, high, low_open, high_open))
   values = value if isinstance(value, (list, tuple)) else [value]
   for v in values:
     ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
@@ -220,9 +223,10 @@ def _model_kwargs(cfg) -> tuple[tuple[str, Any], ...]:
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   if "widths" in kwargs and cfg["model"] == "mlp":
     widths = kwargs["widths"]
-    widths = [widths] if isinstance(widths, (int, np.integer)) else list(widths)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
-                         for w in widths):
+    if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+      widths = [widths]
+    if not isinstance(widths, (list, tuple)) or not widths or any(
+        isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
       raise _fail("widths", cfg["widths"], "a non-empty list of positive integers")
     kwargs["widths"] = tuple(int(w) for w in widths)
   kwargs.update(activation=cfg["activation"], kernel_init=cfg["kernel_init"],
@@ -269,7 +273,7 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
 
   _number(cfg, "lr", low=0.0, high=math.inf, high_open=True, allowed="a finite number >= 0")
   _number(cfg, "momentum", low=0.0, high=1.0, high_open=True)
-  _number(cfg, "dropout", low=0.0, high=1.0, high_open=True)
+  _number(cfg, "dropout", low=0.0, high=1.0, high_open=True, vector=True)
   for field in ("beta1", "beta2", "rho", "gamma"):
     _number(cfg, field, low=0.0, high=1.0)
   for field in ("eps", "initial_accumulator", "weight_decay", "l1", "l2", "label_smoothing",
@@ -286,7 +290,7 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
     milestones = cfg.get("milestones")
     if not isinstance(milestones, (list, tuple)) or not milestones:
       raise _fail("milestones", milestones, "a non-empty list of epochs (or steps) for multistep")
-    _number(cfg, "milestones", low=0.0)
+    _number(cfg, "milestones", low=0.0, vector=True)
   milestones = [float(m) for m in cfg.get("milestones") or []]
 
   model_kwargs = _model_kwargs(cfg)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any, Sequence
@@ -56,6 +57,14 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_float, "memory_budget_mb", None, "Device memory to plan for (default: detected).")
   _define(flag_values, flags.DEFINE_bool, "dry_run", False, "Print the plan (buckets, members, memory, compiles) "
                     "and exit without training.")
+  _define(flag_values, flags.DEFINE_integer, "checkpoint_every_epochs", 5,
+          "Checkpoint after this many chunk-epochs (and at every phase boundary).")
+  _define(flag_values, flags.DEFINE_float, "checkpoint_every_minutes", 10.0,
+          "Checkpoint at least this often while training.")
+  _define(flag_values, flags.DEFINE_integer, "keep_checkpoints", 3, "Checkpoints kept.")
+  _define(flag_values, flags.DEFINE_float, "simulate_device_mb", None,
+          "Testing aid: treat a chunk whose estimated memory exceeds this as an allocation "
+          "failure (exercises the split-and-retry path on machines that never run out).")
   _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
 
 
@@ -70,6 +79,12 @@ SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "bat
                 "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
                 "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
                 "val_subset", "test_subset", "test_top")
+
+
+# Flags a resumed sweep may change: where files are, how progress shows, how often to save.
+DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb",
+                 "checkpoint_every_epochs", "checkpoint_every_minutes", "keep_checkpoints",
+                 "simulate_device_mb")
 
 
 class UsageError(ValueError):
@@ -92,7 +107,7 @@ class SweepConfig:
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> SweepConfig:
-  names = SEARCH_FLAGS + ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb")
+  names = SEARCH_FLAGS + DISPLAY_FLAGS
   values = {name: flag_values[name].value for name in names}
   values["space"] = list(values["space"])
   values["cross"] = list(values["cross"])
@@ -228,16 +243,40 @@ def _write_json(path: str, obj: Any) -> None:
   atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
+def previous_config(workdir: str | None) -> dict[str, Any] | None:
+  path = os.path.join(workdir, "config.json") if workdir else None
+  if not path or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_resume(cfg: SweepConfig) -> bool:
+  """True when the workdir holds this same sweep (resume it); raises UsageError listing what
+  differs when it holds another one."""
+  old = previous_config(cfg.workdir)
+  if old is None or cfg.dry_run:
+    return False
+  new = cfg.to_json()
+  changed = [f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in SEARCH_FLAGS if old.get(k) != new[k]]
+  if changed:
+    raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
+                     f"{'; '.join(changed)} (use another --workdir)")
+  return True
+
+
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
-  """Loads data, plans, trains, records and reports one sweep. Returns the member runs."""
+  """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
+  holds its checkpoints). Returns the member runs."""
   from jaxnn import data
-  import jaxnn.data.registry  # noqa: F401  (data.registry.resolve checks names)
+  from sweeps import checkpoint as checkpoint_lib
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
   from sweeps import report as report_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
   start = time.time()
+  resuming = check_resume(cfg)
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
     dataset = _placeholder(cfg)   # planning needs shapes only: no decoding for a dry run
   else:
@@ -262,39 +301,64 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     return []
 
   workdir = cfg.workdir
-  plans = []
+  checkpointer = checkpoint_lib.SweepCheckpointer(
+      workdir, every_epochs=cfg.checkpoint_every_epochs,
+      every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
   bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
 
   def on_record(records):
     records_lib.append_records(workdir, records)
     bar.finished(records)
 
-  loop = SweepLoop(strategy, dataset, objective=cfg.objective, early_stopping=stopping,
-                   test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
-                   on_epoch=bar.epoch)
+  loop = SweepLoop(
+      strategy, dataset, objective=cfg.objective, early_stopping=stopping,
+      test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
+      on_epoch=bar.epoch, on_checkpoint=checkpointer,
+      simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None)
+  plans: list[Any] = []
+  if resuming and checkpointer.restore(loop):
+    plans = list(loop.restored_plans)
+    done = sum(m.status != "running" for m in loop.members.values())
+    print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
+          f"{done}/{len(loop.members)} members finished", file=out)
   original_start = loop.start
 
   def start_and_log(trials):
     original_start(trials)   # plans (and validates every config) before anything is written
     if not plans:
       os.makedirs(workdir, exist_ok=True)
-      _write_json(os.path.join(workdir, records_lib.CONFIG_FILE),
+      _write_json(os.path.join(workdir, "config.json"),
                   {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
                    "data_sizes": sizes})
+      print(loop.plans[-1].summary(), file=out)
     plans.append(loop.plans[-1].to_json())
     _write_json(os.path.join(workdir, "plan.json"), plans)
-    if len(plans) == 1:
-      print(loop.plans[-1].summary(), file=out)
 
   loop.start = start_and_log
-  runs = loop.run()
-  bar.close()
+  previous = {sig: signal.signal(sig, _request_stop(loop)) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    runs = loop.run()
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+    bar.close()
+    checkpointer.close()
   report_lib.write_reports(workdir, top=cfg.top)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
         file=out)
+  if checkpointer.saves:
+    print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
+          "in the training thread", file=out)
   return runs
+
+
+def _request_stop(loop):
+  def handler(signum, frame):
+    del frame
+    loop.stop_requested = signal.Signals(signum).name
+  return handler
 
 
 def main(argv: Sequence[str]) -> None:
@@ -311,11 +375,19 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(2)
   from jaxnn.data import DataNotFoundError
   from jaxnn.member import ConfigError
+  from sweeps.run import Interrupted
   try:
     run_sweep(cfg, space, strategy)
+  except UsageError as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(2)
   except (DataNotFoundError, ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Interrupted as e:
+    print(f"stopped by {e}: checkpoint saved in {cfg.workdir}; run the same command again to "
+          "resume", file=sys.stderr)
+    sys.exit(130 if str(e) == "SIGINT" else 143)
 
 
 def entry_point(default_dataset: str) -> None:

@@ -99,6 +99,7 @@ class Chunk:
   ids: list[int]
   hparams: dict[str, jax.Array]
   state: population.MemberState
+  member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
 
   def index(self, member_id: int) -> int:
     return self.ids.index(member_id)
@@ -116,7 +117,9 @@ class SweepLoop:
                early_stopping: EarlyStopping = EarlyStopping(), test_top: int = 5,
                memory_budget_bytes: int | None = None,
                on_record: Callable[[list[Record]], None] | None = None,
-               on_epoch: Callable[["SweepLoop", Chunk], None] | None = None):
+               on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
+               on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
+               simulate_device_bytes: int | None = None):
     self.strategy = strategy
     self.dataset = dataset
     self.data = population.device_data(dataset)
@@ -126,6 +129,12 @@ class SweepLoop:
     self.memory_budget_bytes = memory_budget_bytes
     self.on_record = on_record or (lambda records: None)
     self.on_epoch = on_epoch or (lambda loop, chunk: None)
+    self.on_checkpoint = on_checkpoint or (lambda loop, force: None)
+    self.phase = "ask"            # ask | train | test | done
+    self.sync_at: int | None = None
+    self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
+    self.simulate_device_bytes = simulate_device_bytes
+    self.restored_plans: list[dict[str, Any]] = []
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
     self.plans: list[plan_lib.Plan] = []
@@ -150,9 +159,44 @@ class SweepLoop:
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
-        hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
-        state = population.init(bucket.spec, hparams, self.data)
-        self.chunks.append(Chunk(bucket.spec, ids, hparams, state))
+        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
+
+  def _init_chunks(self, spec, ids, rows, member_bytes) -> list[Chunk]:
+    """Initializes a chunk; on an allocation failure splits it in halves and retries."""
+    try:
+      self._check_memory(member_bytes * len(ids))
+      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
+      return [Chunk(spec, ids, hparams, population.init(spec, hparams, self.data), member_bytes)]
+    except Exception as e:  # noqa: BLE001 - only allocation failures are handled
+      if not is_out_of_memory(e):
+        raise
+      if len(ids) == 1:
+        self._fail(ids[0], f"out of memory even alone: {_first_line(e)}")
+        return []
+      half = len(ids) // 2
+      self._note_split(ids, half, e)
+      return (self._init_chunks(spec, ids[:half], rows[:half], member_bytes)
+              + self._init_chunks(spec, ids[half:], rows[half:], member_bytes))
+
+  def _note_split(self, ids, half, error) -> None:
+    for member_id in ids:
+      run = self.members[member_id]
+      run.events.append({"epoch": run.epochs_run, "kind": "split",
+                         "reason": f"chunk of {len(ids)} out of memory, retried as {half}+"
+                                   f"{len(ids) - half}: {_first_line(error)}"})
+
+  def _check_memory(self, nbytes: int) -> None:
+    if self.simulate_device_bytes is not None and nbytes > self.simulate_device_bytes:
+      raise SimulatedOutOfMemory(
+          f"RESOURCE_EXHAUSTED: simulated: {nbytes / 2**20:.1f} MiB needed, "
+          f"{self.simulate_device_bytes / 2**20:.1f} MiB available")
+
+  def _fail(self, member_id: int, reason: str) -> None:
+    run = self.members[member_id]
+    run.status, run.reason = "failed", reason
+    run.events.append({"epoch": run.epochs_run, "kind": "failed", "reason": reason})
+    self.on_record([run.record(self.objective)])
+    self.strategy.tell(run.report())
 
   # ------------------------------------------------------------------------------ training
 
@@ -161,17 +205,37 @@ class SweepLoop:
       return False
     return sync_at is None or run.epochs_run < sync_at
 
-  def train_chunk(self, chunk: Chunk, sync_every: int | None) -> None:
-    """Trains a chunk epoch by epoch until none of its members wants another epoch."""
+  def train_chunk(self, chunk: Chunk) -> None:
+    """Trains a chunk to the phase's end; on an allocation failure the chunk is split in halves
+    (a gather of its members' states) and each half retried, down to single members, which are
+    then recorded as failed with the reason."""
+    try:
+      self._train_chunk(chunk)
+    except Exception as e:  # noqa: BLE001 - only allocation failures are handled
+      if not is_out_of_memory(e):
+        raise
+      position = self.chunks.index(chunk)
+      if len(chunk.ids) == 1:
+        self.chunks.pop(position)
+        self._fail(chunk.ids[0], f"out of memory even alone: {_first_line(e)}")
+        return
+      half = len(chunk.ids) // 2
+      self._note_split(chunk.ids, half, e)
+      parts = [Chunk(chunk.spec, chunk.ids[a:b], _take(chunk.hparams, list(range(a, b))),
+                     _take(chunk.state, list(range(a, b))), chunk.member_bytes)
+               for a, b in ((0, half), (half, len(chunk.ids)))]
+      self.chunks[position:position + 1] = parts
+      for part in parts:
+        self.train_chunk(part)
+
+  def _train_chunk(self, chunk: Chunk) -> None:
     runs = [self.members[i] for i in chunk.ids]
-    sync_at = None
-    if sync_every:
-      done = min(r.epochs_run for r in runs if r.status == "running")
-      sync_at = (done // sync_every + 1) * sync_every
+    sync_at = self.sync_at
     while True:
       wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
       if not wants.any():
         return
+      self._check_memory(chunk.member_bytes * len(chunk.ids))
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
       chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
@@ -182,6 +246,7 @@ class SweepLoop:
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
       self.on_epoch(self, chunk)
+      self.checkpoint()
 
   def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
     run.wall_time += seconds
@@ -299,7 +364,7 @@ class SweepLoop:
     if len(live) == len(chunk.ids):
       return chunk
     return Chunk(chunk.spec, [chunk.ids[i] for i in live], _take(chunk.hparams, live),
-                 _take(chunk.state, live))
+                 _take(chunk.state, live), chunk.member_bytes)
 
   def _retire(self, finished: Sequence[MemberRun]) -> None:
     if not finished:
@@ -324,32 +389,111 @@ class SweepLoop:
         scored.append((-sign * (max(values) if sign > 0 else min(values)), run.trial.member_id, run))
     return [run for *_, run in sorted(scored, key=lambda t: t[:2])]
 
+  # ----------------------------------------------------------------------- checkpointing
+
+  def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON-able bookkeeping, pytree of arrays): everything needed to continue exactly."""
+    meta = {
+        "phase": self.phase, "sync_at": self.sync_at, "strategy": self.strategy.state_dict(),
+        "members": [_member_meta(self.members[i]) for i in sorted(self.members)],
+        "chunks": [c.ids for c in self.chunks], "kept": sorted(self._kept),
+        "chunk_bytes": [c.member_bytes for c in self.chunks],
+        "plans": [p.to_json() for p in self.plans],
+    }
+    arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
+              "kept": [self._kept[i] for i in sorted(self._kept)]}
+    return meta, arrays
+
+  def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
+    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+               for m in meta["members"]}
+
+    def abstract(ids):
+      spec = members[ids[0]].spec
+      hparams = jax.tree_util.tree_map(
+          jnp.asarray, population.stack_rows([members[i].row for i in ids], ids))
+      state = jax.eval_shape(lambda h: population.init(spec, h, self.data), hparams)
+      return jax.eval_shape(lambda h: h, hparams), state
+
+    chunks = []
+    for ids in meta["chunks"]:
+      hparams, state = abstract(ids)
+      chunks.append({"hparams": hparams, "state": state})
+    kept = []
+    for member_id in meta["kept"]:
+      _, state = abstract([member_id])
+      kept.append((state.params, state.batch_stats))
+    return {"chunks": chunks, "kept": kept}
+
+  def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+    self.phase, self.sync_at = meta["phase"], meta["sync_at"]
+    self.strategy.load_state_dict(meta["strategy"])
+    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+                    for m in meta["members"]}
+    self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
+                         int(nbytes))
+                   for ids, a, nbytes in zip(meta["chunks"], arrays["chunks"],
+                                             meta["chunk_bytes"])]
+    self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
+    self.plans = []
+    self.restored_plans = list(meta["plans"])
+
   # ------------------------------------------------------------------------------ the loop
 
   def run(self) -> list[MemberRun]:
-    """Runs the strategy to the end; returns every member's bookkeeping."""
-    while True:
-      trials = self.strategy.ask()
-      if trials:
-        self.start(trials)
-      if not self.chunks:
-        if self.strategy.done():
-          break
-        if not trials:
-          raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
-                             "is running and it is not done")
-        continue
-      sync_every = self.strategy.sync_every()
-      for chunk in self.chunks:
-        self.train_chunk(chunk, sync_every)
+    """Runs the strategy to the end (or on from a restored checkpoint); returns every member.
+
+    The loop is a small state machine so that a checkpoint taken at any epoch boundary
+    resumes to the same result: phase 'ask' (between phases), 'train' (chunks advancing to
+    `sync_at`), 'done'.
+    """
+    while self.phase != "done":
+      if self.phase == "ask":
+        trials = self.strategy.ask()
+        if trials:
+          self.start(trials)
+        if not self.chunks:
+          if self.strategy.done():
+            self.phase = "test"
+            break
+          if not trials:
+            raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
+                               "is running and it is not done")
+          continue
+        self._begin_phase()
+        self.checkpoint(force=True)
+      for chunk in list(self.chunks):
+        self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
         self.on_record([self.members[i].record(self.objective) for i in chunk.ids])
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
               if self.members[m].status == "running"}
       self.apply(self.strategy.on_sync(live))
       self._retire(self._finish_ready())
-    self.evaluate_test()
+      self.phase = "ask"
+      self.checkpoint(force=True)
+    if self.phase == "test":
+      self.evaluate_test()
+      self.phase = "done"
+      self.checkpoint(force=True)
     return [self.members[i] for i in sorted(self.members)]
+
+  def _begin_phase(self) -> None:
+    """Fixes where this training phase ends: every live member's target, or the next multiple
+    of the strategy's sync period (PBT) above the least-trained live member."""
+    self.phase = "train"
+    sync_every = self.strategy.sync_every()
+    running = [self.members[i].epochs_run for c in self.chunks for i in c.ids
+               if self.members[i].status == "running"]
+    self.sync_at = (min(running) // sync_every + 1) * sync_every if sync_every and running else None
+
+  def checkpoint(self, force: bool = False) -> None:
+    """Hands the loop to the checkpoint hook (which decides whether a save is due)."""
+    self.on_checkpoint(self, force)
+    if self.stop_requested:
+      self.on_checkpoint(self, True)
+      raise Interrupted(self.stop_requested)
 
   def evaluate_test(self) -> None:
     """The final, held-out evaluation of the test_top members (never used for selection)."""
@@ -369,6 +513,39 @@ class SweepLoop:
       run.test = {"loss": _finite(loss[0]), "acc": _finite(acc[0])}
       records.append(run.record(self.objective))
     self.on_record(records)
+
+
+_MEMBER_FIELDS = ("row", "param_count", "history", "status", "target", "wall_time", "events",
+                  "since_best", "best_monitor", "reason", "test")
+
+
+def _member_meta(run: MemberRun) -> dict[str, Any]:
+  meta = {k: getattr(run, k) for k in _MEMBER_FIELDS}
+  meta["trial"] = dataclasses.asdict(run.trial)
+  return meta
+
+
+def _member_from_meta(meta: Mapping[str, Any], num_classes: int) -> MemberRun:
+  trial = Trial(**meta["trial"])
+  spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
+  return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
+
+
+class SimulatedOutOfMemory(MemoryError):
+  """Raised in place of a real allocation failure when testing the back-off path."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+  """An allocation failure from XLA (compile or run) or the simulated one."""
+  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+class Interrupted(Exception):
+  """The loop stopped at an epoch boundary on request (SIGTERM/SIGINT) after checkpointing."""
 
 
 def _copy_slot(dst_tree, di, src_tree, si):

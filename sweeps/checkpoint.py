@@ -1,0 +1,115 @@
+"""Orbax checkpoints of a whole sweep, so a kill at any moment loses at most a few epochs.
+
+A checkpoint holds two items, written together under Orbax's commit protocol (a temporary
+directory renamed into place when complete, so a kill mid-write leaves the previous checkpoint
+intact and the partial one ignored):
+  * `arrays`: every live chunk's stacked hyperparameters and population state (params, batch
+    statistics, optimizer state, step and epoch counters, active/diverged flags) and the final
+    weights kept for the test evaluation;
+  * `meta` (JSON): the loop's phase, every member's bookkeeping (history, status, early-stopping
+    counters, events), the chunk layout and the strategy's state_dict (Optuna study included).
+The data position needs no saving: each epoch's permutation is a function of (seed, member id,
+epoch), and the epoch counter is in the state.
+
+Saves happen at every phase boundary, and inside a phase every `every_epochs` chunk-epochs or
+`every_minutes`, whichever comes first. Orbax writes them in the background (async) and keeps the
+last `keep`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class SweepCheckpointer:
+  """Saves and restores a `SweepLoop` (sweeps/run.py) in `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, *, every_epochs: int = 5, every_minutes: float = 10.0,
+               keep: int = 3, asynchronous: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    self.every_epochs = every_epochs
+    self.every_seconds = every_minutes * 60.0
+    self.options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=asynchronous, create=True,
+        cleanup_tmp_directories=True)
+    self._manager = None   # made on first use: nothing is written for a sweep that never starts
+    self.step = 0
+    self.epochs_since = 0
+    self.last_time = time.monotonic()
+    self.saves = 0
+    self.seconds_saving = 0.0
+
+  @property
+  def manager(self) -> ocp.CheckpointManager:
+    if self._manager is None:
+      self._manager = ocp.CheckpointManager(self.directory, options=self.options)
+      self.step = self._manager.latest_step() or 0
+    return self._manager
+
+  def __call__(self, loop, force: bool) -> None:
+    """The loop's checkpoint hook: called after every chunk-epoch and at phase boundaries."""
+    if not force:
+      self.epochs_since += 1
+      due = (self.epochs_since >= self.every_epochs
+             or time.monotonic() - self.last_time >= self.every_seconds)
+      if not due:
+        return
+    self.save(loop)
+
+  def save(self, loop) -> None:
+    start = time.perf_counter()
+    meta, arrays = loop.state_dict()
+    manager = self.manager   # first use reads the latest step
+    self.step += 1
+    manager.save(self.step, args=ocp.args.Composite(
+        arrays=ocp.args.StandardSave(_without_empty(arrays)), meta=ocp.args.JsonSave(meta)))
+    self.epochs_since = 0
+    self.last_time = time.monotonic()
+    self.saves += 1
+    self.seconds_saving += time.perf_counter() - start
+
+  def restore(self, loop) -> bool:
+    """Loads the latest checkpoint into `loop`; False when there is none."""
+    if not os.path.isdir(self.directory):
+      return False
+    step = self.manager.latest_step()
+    if step is None:
+      return False
+    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    target = loop.abstract_arrays(meta)
+    arrays = self.manager.restore(step, args=ocp.args.Composite(
+        arrays=ocp.args.StandardRestore(_without_empty(target))))["arrays"]
+    loop.load_state_dict(meta, _with_empty(target, arrays))
+    self.step = step
+    return True
+
+  def close(self) -> None:
+    """Waits for a background write to finish (call before the process exits)."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+
+
+def _is_empty(x) -> bool:
+  return math.prod(x.shape) == 0
+
+
+def _without_empty(tree):
+  """Orbax refuses zero-size arrays (e.g. no milestones, no dropout sites): leave them out."""
+  return jax.tree_util.tree_map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def _with_empty(target, restored):
+  """Puts the zero-size arrays of `target` back around the restored ones."""
+  leaves, treedef = jax.tree_util.tree_flatten(target)
+  kept = iter(jax.tree_util.tree_leaves(restored))
+  full = [jnp.zeros(t.shape, t.dtype) if _is_empty(t) else next(kept) for t in leaves]
+  return jax.tree_util.tree_unflatten(treedef, full)

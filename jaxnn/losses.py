@@ -1,8 +1,20 @@
 """Loss functions, found by name.
 
-Every loss maps (logits or predictions, labels, params) to a per-example loss vector, so the
-trainer can mask padded examples and average itself. Numeric knobs (label smoothing, Huber
-delta) arrive as traced per-member values, never as Python constants baked into the program.
+Every loss maps (outputs, labels, numeric knobs) to a per-example loss vector, so the trainer can
+mask padded examples and average itself. Numeric knobs (label smoothing, Huber delta) arrive as
+traced per-member values, never as Python constants baked into the program.
+
+Every data set here is a classification set and every model has one output per class, so each
+loss must make sense on a classification head (that is what lets a sweep compare cross-entropy
+with MSE on MNIST, as the Keras tutorials do):
+
+  * outputs [B, K] (K > 1) with integer labels [B]: the labels become one-hot targets; the
+    regression losses (mse, mae, huber) compare the outputs with them, binary cross-entropy is a
+    sigmoid per class (Keras `binary_crossentropy` on one-hot labels), accuracy is the argmax;
+  * outputs [B, 1] (or [B]) with labels [B]: one scalar target per example (a regression head,
+    or a single binary logit); accuracy is the logit's sign for binary cross-entropy and
+    undefined (reported as 0) for the regression losses;
+  * outputs and labels of one shape: the labels are the targets as given (one-hot or soft).
 """
 
 from __future__ import annotations
@@ -22,6 +34,19 @@ def _one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
   return labels.astype(jnp.float32)
 
 
+def _targets(outputs: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(outputs, float targets) of one shape, by the rules in the module docstring."""
+  if outputs.ndim == labels.ndim + 1:
+    if outputs.shape[-1] == 1:
+      return outputs[..., 0], labels.astype(jnp.float32)
+    return outputs, jax.nn.one_hot(labels, outputs.shape[-1])
+  return outputs, labels.astype(jnp.float32)
+
+
+def _per_example(values: jax.Array) -> jax.Array:
+  return values.reshape(values.shape[0], -1).mean(-1)
+
+
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, **_):
   """Cross-entropy on integer or one-hot labels, with optional label smoothing.
 
@@ -33,31 +58,32 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, **_):
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def _regression_target(preds, labels):
-  """Regression heads have one output; a [B] label is matched to preds[:, 0]."""
-  preds = preds[..., 0] if preds.ndim == labels.ndim + 1 else preds
-  return preds, labels.astype(jnp.float32)
-
-
 def mean_squared_error(preds, labels, **_):
-  preds, labels = _regression_target(preds, labels)
-  return jnp.square(preds - labels).reshape(preds.shape[0], -1).mean(-1)
+  """Mean over outputs of (pred - target)^2."""
+  preds, targets = _targets(preds, labels)
+  return _per_example(jnp.square(preds - targets))
 
 
 def mean_absolute_error(preds, labels, **_):
-  preds, labels = _regression_target(preds, labels)
-  return jnp.abs(preds - labels).reshape(preds.shape[0], -1).mean(-1)
+  """Mean over outputs of |pred - target|."""
+  preds, targets = _targets(preds, labels)
+  return _per_example(jnp.abs(preds - targets))
 
 
 def huber(preds, labels, *, huber_delta=1.0, **_):
-  preds, labels = _regression_target(preds, labels)
-  return optax.huber_loss(preds, labels, delta=huber_delta).reshape(preds.shape[0], -1).mean(-1)
+  """Mean over outputs of the Huber loss: e^2/2 for |e| <= delta, else delta*(|e| - delta/2)."""
+  preds, targets = _targets(preds, labels)
+  return _per_example(optax.huber_loss(preds, targets, delta=huber_delta))
 
 
-def binary_cross_entropy(logits, labels, **_):
-  """Sigmoid cross-entropy on one logit per example (labels in {0, 1})."""
-  logits, labels = _regression_target(logits, labels)
-  return optax.sigmoid_binary_cross_entropy(logits, labels).reshape(logits.shape[0], -1).mean(-1)
+def binary_cross_entropy(logits, labels, *, label_smoothing=0.0, **_):
+  """Sigmoid cross-entropy per output (targets in [0, 1]), averaged over outputs.
+
+  Smoothing follows Keras' BinaryCrossentropy: targets = (1-s)*targets + s/2.
+  """
+  logits, targets = _targets(logits, labels)
+  targets = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+  return _per_example(optax.sigmoid_binary_cross_entropy(logits, targets))
 
 
 LossFn = Callable[..., jax.Array]
@@ -70,22 +96,25 @@ LOSSES: Registry[LossFn] = Registry("loss", {
     "binary_cross_entropy": binary_cross_entropy,
 })
 
-# Which losses are classification losses: accuracy is argmax for these, thresholded logit for
-# binary cross-entropy, and undefined (reported as NaN-free zero) for regression.
-CLASSIFICATION = frozenset({"cross_entropy"})
-
 
 def accuracy(loss_name: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example correctness (float 0/1) for classification losses; zeros for regression."""
-  if loss_name == "cross_entropy":
+  """Per-example correctness (float 0/1).
+
+  Argmax against the class for any loss on a head with several outputs; on a single output, the
+  logit's sign against the 0/1 label for binary cross-entropy, and zeros for the regression
+  losses (accuracy is undefined there, and must not be NaN).
+  """
+  LOSSES.check(loss_name)
+  if outputs.ndim > 1 and outputs.shape[-1] > 1:
     if labels.ndim == outputs.ndim:
       labels = jnp.argmax(labels, -1)
     return (jnp.argmax(outputs, -1) == labels).astype(jnp.float32)
   if loss_name == "binary_cross_entropy":
-    outputs, labels = _regression_target(outputs, labels)
-    return ((outputs > 0) == (labels > 0.5)).astype(jnp.float32)
+    outputs, targets = _targets(outputs, labels)
+    return ((outputs > 0) == (targets > 0.5)).astype(jnp.float32)
   return jnp.zeros(outputs.shape[0], jnp.float32)
 
 
 def get_loss(name: str) -> LossFn:
+  """The loss registered as `name`; unknown names raise ValueError listing the known ones."""
   return LOSSES.get(name)

@@ -246,7 +246,28 @@ class SweepLoop:
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
       self.on_epoch(self, chunk)
+      if self._retire_stopped(chunk):
+        runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
+
+  def _retire_stopped(self, chunk: Chunk) -> bool:
+    """Once at least half of a chunk has stopped early or diverged, those members are recorded,
+    told to the strategy and dropped from the chunk (a gather), so they stop costing compute.
+    The chunk object is updated in place. Returns True if it shrank."""
+    gone = [i for i, m in enumerate(chunk.ids)
+            if self.members[m].status in ("stopped", "diverged")]
+    if len(chunk.ids) < 2 or 2 * len(gone) < len(chunk.ids) or len(gone) == len(chunk.ids):
+      return False
+    runs = [self.members[chunk.ids[i]] for i in gone]
+    self._keep_for_test(chunk, runs)
+    self.on_record([r.record(self.objective) for r in runs])
+    for run in runs:
+      self.strategy.tell(run.report())
+    live = [i for i in range(len(chunk.ids)) if i not in gone]
+    chunk.ids = [chunk.ids[i] for i in live]
+    chunk.hparams = _take(chunk.hparams, live)
+    chunk.state = _take(chunk.state, live)
+    return True
 
   def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
     run.wall_time += seconds

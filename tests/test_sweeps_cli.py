@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sweeps import cli, records
@@ -110,13 +111,23 @@ def test_strategies_end_to_end_on_mnist(tmp_path, strategy, extra):
 
 
 def test_early_stopping_stops_members(tmp_path):
-  argv = MNIST + ["--strategy=grid", "--space=lr=grid(0.0, 0.05)", "--epochs=6",
-                  "--patience=1", "--monitor=val_loss", "--min_delta=0.0"]
+  argv = MNIST + ["--strategy=grid", "--space=lr=grid(0.0, 0.01)", "--epochs=6",
+                  "--patience=2", "--monitor=val_loss", "--min_delta=0.0"]
   _, workdir = _sweep(tmp_path, "es", *argv)
   recs = {r.params["lr"]: r for r in records.read_records(workdir)}
   frozen = recs[0.0]   # lr=0: val loss never improves after the first epoch
-  assert frozen.status == "stopped" and frozen.epochs_run == 2
+  assert frozen.status == "stopped" and frozen.epochs_run == 3
   assert any(e["kind"] == "stopped" for e in frozen.events)
+  assert recs[0.01].status == "complete" and recs[0.01].epochs_run == 6
+  # Half the chunk stopped: it was recorded and dropped mid-training, not at the end.
+  with open(os.path.join(workdir, records.RECORDS_FILE)) as f:
+    statuses = [json.loads(line)["status"] for line in f]
+  assert statuses.index("stopped") < statuses.index("complete")
+  # The survivor, now alone in its chunk, trains on exactly as it would have beside the other.
+  _, together = _sweep(tmp_path, "together", *(MNIST + ["--strategy=grid", "--epochs=6",
+                                                       "--space=lr=grid(0.0, 0.01)"]))
+  kept = {r.params["lr"]: r for r in records.read_records(together)}[0.01]
+  np.testing.assert_allclose(kept.history["val_loss"], recs[0.01].history["val_loss"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -254,8 +254,26 @@ def init(spec: BucketSpec, hparams: Hparams, data: DeviceData) -> MemberState:
   return jax.vmap(member_init)(hparams)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
-def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData):
+VECTORIZE = ("vmap", "map")
+
+
+def over_members(fn, vectorize: str = "vmap"):
+  """Maps a one-member function over the leading members axis of its arguments.
+
+  'vmap' batches the members into one computation (best for matmul-bound models); 'map' runs
+  them one after another inside the same compiled program (lax.map), which can win for
+  convolutions, where vmap turns each conv into a grouped conv.
+  """
+  if vectorize == "vmap":
+    return jax.vmap(fn)
+  if vectorize == "map":
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+  raise ValueError(f"vectorize: unknown {vectorize!r}; known: {', '.join(VECTORIZE)}")
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "vectorize"), donate_argnames=("state",))
+def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
+                vectorize: str = "vmap"):
   """Trains every member for one epoch, then evaluates it on the validation split.
 
   Returns:
@@ -271,17 +289,18 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
         steps_per_epoch=steps_per_epoch(spec, num_train))(step)
 
   lr = jax.vmap(lr_now)(hparams, state.step)
-  state, (train_loss, train_acc) = jax.vmap(
-      functools.partial(_member_train, spec, data))(hparams, state)
-  val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std)
+  state, (train_loss, train_acc) = over_members(
+      functools.partial(_member_train, spec, data), vectorize)(hparams, state)
+  val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std,
+                                vectorize)
   return state, {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                  "val_acc": val_acc, "lr": lr}
 
 
-def _evaluate(spec, state, hparams, x, y, mean, std):
+def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap"):
   x_chunks, y_chunks, mask = _chunked(spec, x, y)
   member_eval = functools.partial(_member_evaluate, spec, x_chunks, y_chunks, mask, mean, std)
-  return jax.vmap(member_eval)(hparams, state.params, state.batch_stats)
+  return over_members(member_eval, vectorize)(hparams, state.params, state.batch_stats)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -65,6 +65,12 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_float, "simulate_device_mb", None,
           "Testing aid: treat a chunk whose estimated memory exceeds this as an allocation "
           "failure (exercises the split-and-retry path on machines that never run out).")
+  _define(flag_values, flags.DEFINE_enum, "conv_vectorize", "auto", ["auto", "vmap", "map"],
+          "How members of a convolutional bucket run side by side: jax.vmap, lax.map, or auto "
+          "(time both on a probe epoch of a few batches and keep the faster).")
+  _define(flag_values, flags.DEFINE_string, "study_storage", None,
+          "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
+          "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
   _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
 
 
@@ -84,7 +90,7 @@ SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "bat
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
 DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb",
                  "checkpoint_every_epochs", "checkpoint_every_minutes", "keep_checkpoints",
-                 "simulate_device_mb")
+                 "simulate_device_mb", "study_storage", "conv_vectorize")
 
 
 class UsageError(ValueError):
@@ -314,7 +320,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       strategy, dataset, objective=cfg.objective, early_stopping=stopping,
       test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
       on_epoch=bar.epoch, on_checkpoint=checkpointer,
-      simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None)
+      simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
+      conv_vectorize=cfg.conv_vectorize)
   plans: list[Any] = []
   if resuming and checkpointer.restore(loop):
     plans = list(loop.restored_plans)
@@ -343,7 +350,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
-  report_lib.write_reports(workdir, top=cfg.top)
+  report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",

@@ -1,7 +1,9 @@
-"""Progress for long sweeps: one tqdm bar per sweep, quiet when not a TTY or with --noprogress.
+"""Progress for long sweeps: a tqdm bar for the sweep and one for the chunk in training, quiet
+when stderr is not a TTY or with --noprogress.
 
-The bar counts member-epochs and shows members alive, members finished and the best validation
-accuracy so far; tqdm estimates the rate and remaining time from it.
+The sweep bar counts member-epochs and shows members finished and the best validation accuracy
+so far; the bucket bar counts the chunk's epochs up to its target, with members alive; tqdm
+estimates rates and remaining time from both.
 """
 
 from __future__ import annotations
@@ -14,31 +16,44 @@ from tqdm.auto import tqdm
 
 class SweepProgress:
   def __init__(self, *, enabled: bool = True, total_epochs: int | None = None, stream=None):
-    stream = stream or sys.stderr
-    self.enabled = enabled and hasattr(stream, "isatty") and stream.isatty()
-    self.bar = tqdm(total=total_epochs, unit="member-epoch", file=stream, dynamic_ncols=True,
-                    disable=not self.enabled)
-    self.finished_count = 0
+    self.stream = stream or sys.stderr
+    self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+    self.total_epochs = total_epochs
+    self.bar = self.bucket_bar = None   # made at the first epoch, after the plan is printed
+    self.current_chunk = None
+    self.finished_ids: set[int] = set()
     self.best = None
 
   def epoch(self, loop, chunk) -> None:
     """Called after every epoch of a chunk."""
     if not self.enabled:
       return
+    if self.bar is None:
+      self.bar = tqdm(total=self.total_epochs, unit="member-epoch", file=self.stream,
+                      dynamic_ncols=True)
+      self.bucket_bar = tqdm(total=1, unit="epoch", file=self.stream, dynamic_ncols=True,
+                             position=1, leave=False)
     runs = [loop.members[i] for i in chunk.ids]
     alive = sum(r.status == "running" for r in runs)
     self.bar.update(alive)
+    if self.current_chunk != id(chunk):
+      self.current_chunk = id(chunk)
+      self.bucket_bar.reset(total=max(r.target for r in runs))
+      self.bucket_bar.set_description_str(chunk.spec.name()[:48])
+    self.bucket_bar.n = max(r.epochs_run for r in runs)
+    self.bucket_bar.set_postfix_str(f"alive {alive}/{len(runs)}")
     for r in runs:
       accs = [a for a in r.history["val_acc"] if a is not None]
       if accs and (self.best is None or max(accs) > self.best):
         self.best = max(accs)
     self.bar.set_postfix_str(
-        f"bucket {chunk.spec.name()[:40]} | alive {alive}/{len(runs)} | "
-        f"finished {self.finished_count} | best val_acc "
+        f"finished {len(self.finished_ids)} | best val_acc "
         f"{'-' if self.best is None else f'{self.best:.4f}'}")
 
   def finished(self, records: Sequence[Any]) -> None:
-    self.finished_count += sum(r.status != "running" for r in records)
+    self.finished_ids.update(r.member_id for r in records if r.status != "running")
 
   def close(self) -> None:
-    self.bar.close()
+    for bar in (self.bucket_bar, self.bar):
+      if bar is not None:
+        bar.close()

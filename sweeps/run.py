@@ -100,6 +100,7 @@ class Chunk:
   hparams: dict[str, jax.Array]
   state: population.MemberState
   member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
+  vectorize: str | None = None   # 'vmap' or 'map' once chosen (see SweepLoop._choose_vectorize)
 
   def index(self, member_id: int) -> int:
     return self.ids.index(member_id)
@@ -119,7 +120,7 @@ class SweepLoop:
                on_record: Callable[[list[Record]], None] | None = None,
                on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
-               simulate_device_bytes: int | None = None):
+               simulate_device_bytes: int | None = None, conv_vectorize: str = "auto"):
     self.strategy = strategy
     self.dataset = dataset
     self.data = population.device_data(dataset)
@@ -134,6 +135,7 @@ class SweepLoop:
     self.sync_at: int | None = None
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
     self.simulate_device_bytes = simulate_device_bytes
+    self.conv_vectorize = conv_vectorize
     self.restored_plans: list[dict[str, Any]] = []
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
@@ -222,7 +224,7 @@ class SweepLoop:
       half = len(chunk.ids) // 2
       self._note_split(chunk.ids, half, e)
       parts = [Chunk(chunk.spec, chunk.ids[a:b], _take(chunk.hparams, list(range(a, b))),
-                     _take(chunk.state, list(range(a, b))), chunk.member_bytes)
+                     _take(chunk.state, list(range(a, b))), chunk.member_bytes, chunk.vectorize)
                for a, b in ((0, half), (half, len(chunk.ids)))]
       self.chunks[position:position + 1] = parts
       for part in parts:
@@ -236,10 +238,11 @@ class SweepLoop:
       if not wants.any():
         return
       self._check_memory(chunk.member_bytes * len(chunk.ids))
+      self._choose_vectorize(chunk)
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
       chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
-                                                    self.data)
+                                                    self.data, vectorize=chunk.vectorize)
       host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
@@ -249,6 +252,38 @@ class SweepLoop:
       if self._retire_stopped(chunk):
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
+
+  PROBE_BATCHES = 8
+
+  def _choose_vectorize(self, chunk: Chunk) -> None:
+    """Picks vmap or lax.map for a chunk, once. vmap makes convolutions grouped convolutions,
+    which can be slower than running the members one after another, so for convolutional
+    buckets ('auto') both are timed on a probe epoch of a few batches (on a copy of the state,
+    after a warm-up call that compiles) and the faster is kept and recorded as an event."""
+    if chunk.vectorize is not None:
+      return
+    mode = self.conv_vectorize
+    if chunk.spec.model == "mlp" or len(chunk.ids) < 2 or mode != "auto":
+      chunk.vectorize = "vmap" if chunk.spec.model == "mlp" or mode == "auto" else mode
+      return
+    n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * chunk.spec.batch_size)
+    probe = self.data._replace(train_x=self.data.train_x[:n], train_y=self.data.train_y[:n],
+                               val_x=self.data.val_x[:chunk.spec.batch_size],
+                               val_y=self.data.val_y[:chunk.spec.batch_size])
+    seconds = {}
+    for vectorize in population.VECTORIZE:
+      for timed in (False, True):
+        state = jax.tree_util.tree_map(jnp.copy, chunk.state)
+        start = time.perf_counter()
+        jax.block_until_ready(population.train_epoch(chunk.spec, state, chunk.hparams, probe,
+                                                     vectorize=vectorize))
+        if timed:
+          seconds[vectorize] = round(time.perf_counter() - start, 4)
+    chunk.vectorize = min(seconds, key=seconds.get)
+    for member_id in chunk.ids:
+      run = self.members[member_id]
+      run.events.append({"epoch": run.epochs_run, "kind": "vectorize",
+                         "choice": chunk.vectorize, "probe_seconds": seconds})
 
   def _retire_stopped(self, chunk: Chunk) -> bool:
     """Once at least half of a chunk has stopped early or diverged, those members are recorded,
@@ -385,7 +420,7 @@ class SweepLoop:
     if len(live) == len(chunk.ids):
       return chunk
     return Chunk(chunk.spec, [chunk.ids[i] for i in live], _take(chunk.hparams, live),
-                 _take(chunk.state, live), chunk.member_bytes)
+                 _take(chunk.state, live), chunk.member_bytes, chunk.vectorize)
 
   def _retire(self, finished: Sequence[MemberRun]) -> None:
     if not finished:
@@ -419,6 +454,7 @@ class SweepLoop:
         "members": [_member_meta(self.members[i]) for i in sorted(self.members)],
         "chunks": [c.ids for c in self.chunks], "kept": sorted(self._kept),
         "chunk_bytes": [c.member_bytes for c in self.chunks],
+        "chunk_vectorize": [c.vectorize for c in self.chunks],
         "plans": [p.to_json() for p in self.plans],
     }
     arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
@@ -453,9 +489,10 @@ class SweepLoop:
     self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
-                         int(nbytes))
-                   for ids, a, nbytes in zip(meta["chunks"], arrays["chunks"],
-                                             meta["chunk_bytes"])]
+                         int(nbytes), vectorize)
+                   for ids, a, nbytes, vectorize in zip(meta["chunks"], arrays["chunks"],
+                                                        meta["chunk_bytes"],
+                                                        meta["chunk_vectorize"])]
     self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
     self.plans = []
     self.restored_plans = list(meta["plans"])

@@ -9,6 +9,7 @@ batch; XLA may order a reduction differently, which moves float32 results in the
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -49,11 +50,13 @@ def _sharding_report(tree):
                  for leaf in jax.tree_util.tree_leaves(tree)})
 
 
-def _run(count, epochs=2):
-  """Trains `count` members twice, sharded over the mesh and unsharded; returns what to check."""
+def _run(count, epochs=2, compare=True):
+  """Trains `count` members placed on a mesh of every device (and, with `compare`, unplaced);
+  returns the metrics and where the arrays live."""
   import jax
   import jax.numpy as jnp
   from jaxnn import member, population
+  from jax.sharding import NamedSharding, PartitionSpec
   from launch import mesh as mesh_lib
 
   resolved = [member.resolve(c, num_classes=2) for c in _configs(count)]
@@ -63,27 +66,31 @@ def _run(count, epochs=2):
       jnp.asarray, population.stack_rows([row for _, row in resolved], list(range(count))))
   data = population.device_data(_dataset())
 
-  def train(hparams, data, place):
-    state = population.init(spec, hparams, data)
-    if place:
-      hparams, state = place(hparams, state)
+  def train(hparams, state, data):
     history = []
     for _ in range(epochs):
       state, metrics = population.train_epoch(spec, state, hparams, data)
       history.append(metrics)
-    return state, {k: np.stack([np.asarray(m[k]) for m in history], 1).tolist() for k in METRICS}
+    history = multihost.to_host(history)   # gathers members held by other processes
+    return state, {k: np.stack([m[k] for m in history], 1).tolist() for k in METRICS}
 
-  _, plain = train(hparams, data, None)
   mesh = mesh_lib.member_mesh()
+  state = population.init(spec, hparams, data)
+  placed_hparams, placed_state = mesh_lib.place_population(hparams, state, mesh)
   placed_data = mesh_lib.place_data(data, mesh)
-  placed_hparams, _ = mesh_lib.place_population(hparams, {}, mesh)
-  state, sharded = train(placed_hparams, placed_data,
-                         lambda h, s: mesh_lib.place_population(h, s, mesh))
-  return {"devices": jax.device_count(), "mesh_axes": list(mesh.axis_names),
-          "plain": plain, "sharded": sharded,
-          "state_shards": _sharding_report(state), "hparams_shards": _sharding_report(placed_hparams),
-          "data_shards": _sharding_report(placed_data),
-          "state_spec": str(jax.tree_util.tree_leaves(state)[0].sharding.spec)}
+  result = {"devices": jax.device_count(), "local_devices": jax.local_device_count(),
+            "process": jax.process_index(), "primary": multihost.is_primary(),
+            "mesh_axes": list(mesh.axis_names)}
+  if compare:
+    _, result["plain"] = train(hparams, state, data)
+  state, result["sharded"] = train(placed_hparams, placed_state, placed_data)
+  split = NamedSharding(mesh, PartitionSpec("members"))
+  result.update(
+      state_shards=_sharding_report(state), hparams_shards=_sharding_report(placed_hparams),
+      data_shards=_sharding_report(placed_data),
+      state_split_on_members=all(leaf.sharding.is_equivalent_to(split, leaf.ndim)
+                                 for leaf in jax.tree_util.tree_leaves(state)))
+  return result
 
 
 # --------------------------------------------------------------------------- the tests
@@ -99,9 +106,36 @@ def eight_devices():
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def two_processes():
+  """Two processes of 4 CPU devices each, joined by jax.distributed into one 8-device mesh."""
+  with socket.socket() as free:
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+  procs = []
+  for process_id in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(process_id))
+    procs.append(subprocess.Popen([sys.executable, __file__, "--process"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = []
+  for proc in procs:
+    try:
+      out, err = proc.communicate(timeout=300)
+    finally:
+      for other in procs:
+        if other.poll() is None and proc.returncode not in (None, 0):
+          other.kill()
+    assert proc.returncode == 0, err[-3000:]
+    results.append(json.loads(out.strip().splitlines()[-1]))
+  return results
+
+
 def test_members_sharded_over_devices_match_the_unsharded_population(eight_devices):
   result = eight_devices["even"]
-  assert eight_devices["devices"] == DEVICES and eight_devices["mesh_axes"] == ["members"]
+  assert result["devices"] == DEVICES and result["mesh_axes"] == ["members"]
   for metric in METRICS:
     np.testing.assert_allclose(result["sharded"][metric], result["plain"][metric], rtol=RTOL,
                                atol=ATOL, err_msg=metric)
@@ -120,21 +154,39 @@ def test_even_population_leaves_live_one_member_per_device(eight_devices):
     for devices, shard, shape in result[kind]:
       assert devices == DEVICES and shape[0] == DEVICES, (kind, devices, shard, shape)
       assert shard == [1] + shape[1:], (kind, shard, shape)
-  assert result["state_spec"] == "PartitionSpec('members',)"
+  assert result["state_split_on_members"]
   for devices, shard, shape in result["data_shards"]:
     assert devices == DEVICES and shard == shape   # the data: a whole copy on every device
 
 
 def test_uneven_population_is_replicated_and_still_exact(eight_devices):
-  result = eight_devices["uneven"]   # 6 members on 8 devices
+  # 6 members on 8 devices; they are the first 6 of the even run, and a member gives the same
+  # numbers in any population, so the unsharded 8 are the reference.
+  result = eight_devices["uneven"]
   for metric in METRICS:
-    np.testing.assert_allclose(result["sharded"][metric], result["plain"][metric], rtol=RTOL,
-                               atol=ATOL, err_msg=metric)
+    np.testing.assert_allclose(result["sharded"][metric], np.asarray(eight_devices["even"]["plain"][metric])[:6],
+                               rtol=RTOL, atol=ATOL, err_msg=metric)
+  assert not result["state_split_on_members"]
   for devices, shard, shape in result["state_shards"] + result["hparams_shards"]:
     assert devices == DEVICES and shard == shape and shape[0] == 6
 
 
 # -------------------------------------------------------------------------- multihost
+
+def test_two_processes_train_the_population_of_one(two_processes, eight_devices):
+  plain = eight_devices["even"]["plain"]
+  assert [r["process"] for r in two_processes] == [0, 1]
+  assert [r["primary"] for r in two_processes] == [True, False]
+  for result in two_processes:
+    assert result["devices"] == DEVICES and result["local_devices"] == 4
+    assert result["state_split_on_members"]
+    for devices, shard, shape in result["state_shards"] + result["hparams_shards"]:
+      assert devices == 4 and shard == [1] + shape[1:] and shape[0] == DEVICES
+    # Every process reads every member's metrics, equal to the single-process population's.
+    for metric in METRICS:
+      np.testing.assert_allclose(result["sharded"][metric], plain[metric], rtol=RTOL,
+                                 atol=ATOL, err_msg=metric)
+
 
 def test_initialize_is_a_no_op_without_a_job(monkeypatch):
   calls = []
@@ -174,7 +226,8 @@ def test_partial_or_bad_jobs_fail_in_one_line(environ, message, monkeypatch):
 
 
 if __name__ == "__main__":
-  print(json.dumps({"even": _run(DEVICES), "uneven": _run(6),
-                    "devices": _run.__globals__["_device_count"]() if False else
-                    __import__("jax").device_count(),
-                    "mesh_axes": ["members"]}))
+  if sys.argv[1:] == ["--process"]:   # one process of a job described by the environment
+    assert multihost.initialize_from_env()
+    print(json.dumps(_run(DEVICES, compare=False)))
+  else:
+    print(json.dumps({"even": _run(DEVICES), "uneven": _run(6, compare=False)}))

@@ -153,3 +153,19 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
   assert message in lines[0], lines[0]
   assert "Traceback" not in result.stderr
   assert not workdir.exists()
+
+
+def test_conv_buckets_time_vmap_against_map_and_keep_the_faster(tmp_path):
+  argv = [a for a in MNIST if not a.startswith(("--space=widths", "--space=model",
+                                                  "--train_subset"))]
+  argv += ["--train_subset=256", "--strategy=grid", "--epochs=1", "--space=model=small_cnn",
+           "--space=features=[4, 8]", "--space=dense_width=8", "--space=lr=grid(0.01, 0.05)"]
+  _, auto = _sweep(tmp_path, "auto", *argv)
+  recs = records.read_records(auto)
+  events = [e for r in recs for e in r.events if e["kind"] == "vectorize"]
+  assert len(events) == 2 and set(events[0]["probe_seconds"]) == {"vmap", "map"}
+  chosen = events[0]["choice"]
+  other = "map" if chosen == "vmap" else "vmap"
+  _, forced = _sweep(tmp_path, "forced", *argv, f"--conv_vectorize={other}")
+  for a, b in zip(recs, records.read_records(forced)):   # same numbers either way
+    np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-5)

@@ -101,8 +101,8 @@ def place_data(data: T, mesh: Mesh) -> T:
 
 
 def _put(x, sharding: NamedSharding) -> jax.Array:
-  if isinstance(x, jax.Array) and x.sharding == sharding:
-    return x
+  if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+    return x   # already there (e.g. the state train_epoch returns): no copy
   if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
     # One process: a device-to-device copy. A global array of several processes: a reshard,
     # which every process runs together.

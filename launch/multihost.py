@@ -30,8 +30,8 @@ def define_flags(flag_values=None) -> None:
   (default the global FLAGS); they override the environment variables when set."""
   from absl import flags
   flag_values = flags.FLAGS if flag_values is None else flag_values
-  flags.DEFINE_string("coordinator_address", None, f"host:port of process 0 (default ${ADDRESS_ENV}).",
-                      flag_values=flag_values)
+  flags.DEFINE_string("coordinator_address", None,
+                      f"host:port of process 0 (default ${ADDRESS_ENV}).", flag_values=flag_values)
   flags.DEFINE_integer("num_processes", None, f"Processes in the job (default ${PROCESSES_ENV}).",
                        flag_values=flag_values)
   flags.DEFINE_integer("process_id", None, f"This process, 0..num_processes-1 (default "

@@ -11,13 +11,16 @@ intact and the partial one ignored):
 The data position needs no saving: each epoch's permutation is a function of (seed, member id,
 epoch), and the epoch counter is in the state.
 
-Saves happen at every phase boundary, and inside a phase every `every_epochs` chunk-epochs or
-`every_minutes`, whichever comes first. Orbax writes them in the background (async) and keeps the
-last `keep`.
+Saves happen every `every_epochs` chunk-epochs (a phase boundary counts as one) or every
+`every_minutes`, whichever comes first, and once when the sweep is done. Nothing is lost by saving
+rarely: everything between two saves is a deterministic function of the first, so a resume
+replays it to the same numbers. Orbax writes in the background (async); only the copy of the
+arrays to host memory blocks training. The last `keep` checkpoints are kept.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -67,6 +70,10 @@ class SweepCheckpointer:
   def save(self, loop) -> None:
     start = time.perf_counter()
     meta, arrays = loop.state_dict()
+    # Orbax serializes in a background thread while training goes on: snapshot the bookkeeping
+    # now (its lists are appended to every epoch). Arrays are immutable; buffers a later step
+    # donates stay alive until the pending device->host copy completes.
+    meta = json.loads(json.dumps(meta))
     manager = self.manager   # first use reads the latest step
     self.step += 1
     manager.save(self.step, args=ocp.args.Composite(

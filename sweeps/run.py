@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxnn import member as member_lib
 from jaxnn import population
+from launch import mesh as mesh_lib
 from sweeps import plan as plan_lib
 from sweeps.records import Record
 from sweeps.strategies import base
@@ -123,7 +124,12 @@ class SweepLoop:
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto"):
     self.strategy = strategy
     self.dataset = dataset
+    # Several devices: each chunk's members are split over them ('members' mesh axis), the
+    # data replicated; the same jitted programs then run SPMD.
+    self.mesh = mesh_lib.member_mesh() if jax.device_count() > 1 else None
     self.data = population.device_data(dataset)
+    if self.mesh is not None:
+      self.data = mesh_lib.place_data(self.data, self.mesh)
     self.objective = objective
     self.early_stopping = early_stopping
     self.test_top = test_top
@@ -238,6 +244,9 @@ class SweepLoop:
       if not wants.any():
         return
       self._check_memory(chunk.member_bytes * len(chunk.ids))
+      if self.mesh is not None:   # no copy when already placed
+        chunk.hparams, chunk.state = mesh_lib.place_population(chunk.hparams, chunk.state,
+                                                               self.mesh)
       self._choose_vectorize(chunk)
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
@@ -519,8 +528,9 @@ class SweepLoop:
             raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
                                "is running and it is not done")
           continue
+        # No save here: a resume from the previous checkpoint re-asks the same trials (the
+        # strategy is deterministic) and re-initializes them identically.
         self._begin_phase()
-        self.checkpoint(force=True)
       for chunk in list(self.chunks):
         self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
@@ -530,7 +540,7 @@ class SweepLoop:
       self.apply(self.strategy.on_sync(live))
       self._retire(self._finish_ready())
       self.phase = "ask"
-      self.checkpoint(force=True)
+      self.checkpoint()   # counted like an epoch: saved when the interval is due
     if self.phase == "test":
       self.evaluate_test()
       self.phase = "done"

@@ -1,10 +1,14 @@
-"""Members spread over 8 devices give the numbers of the unsharded population.
+"""Members spread over 8 devices, in one process or two, give the numbers of the unsharded run.
 
-The device count of the CPU backend is fixed when JAX starts, so the 8-device runs happen in a
-subprocess (this file run as a script, with XLA_FLAGS=--xla_force_host_platform_device_count=8)
-that prints its results as JSON; the assertions are here. Tolerance as in test_population:
-rtol 1e-5 (the sharded program runs one member per device, the unsharded one 8 in a vmapped
-batch; XLA may order a reduction differently, which moves float32 results in the last bits).
+The device count of the CPU backend is fixed when JAX starts, so the sharded runs happen in
+subprocesses (this file run as a script, with XLA_FLAGS=--xla_force_host_platform_device_count)
+that print their results as JSON; the assertions are here. One subprocess has 8 devices; then two
+processes of 4 devices each join through jax.distributed on localhost (the multi-host path:
+arrays built per process from host copies, metrics gathered across processes).
+
+Tolerance as in test_population: rtol 1e-5 (the sharded program runs one member per device, the
+unsharded one 8 in a vmapped batch; XLA may order a reduction differently, which moves float32
+results in the last bits).
 """
 
 import json
@@ -12,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -55,8 +60,8 @@ def _run(count, epochs=2, compare=True):
   returns the metrics and where the arrays live."""
   import jax
   import jax.numpy as jnp
-  from jaxnn import member, population
   from jax.sharding import NamedSharding, PartitionSpec
+  from jaxnn import member, population
   from launch import mesh as mesh_lib
 
   resolved = [member.resolve(c, num_classes=2) for c in _configs(count)]
@@ -95,11 +100,13 @@ def _run(count, epochs=2, compare=True):
 
 # --------------------------------------------------------------------------- the tests
 
+def _device_count_flag(count):
+  return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+
+
 @pytest.fixture(scope="module")
 def eight_devices():
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={DEVICES}").strip())
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=_device_count_flag(DEVICES))
   done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -115,19 +122,25 @@ def two_processes():
   procs = []
   for process_id in range(2):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               XLA_FLAGS=_device_count_flag(DEVICES // 2),
                JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                JAX_PROCESS_ID=str(process_id))
     procs.append(subprocess.Popen([sys.executable, __file__, "--process"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  deadline = time.monotonic() + 300
+  try:
+    # A process that fails leaves the other waiting for it: stop both at the first failure.
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+      if any(p.poll() not in (None, 0) for p in procs):
+        break
+      time.sleep(0.1)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
   results = []
   for proc in procs:
-    try:
-      out, err = proc.communicate(timeout=300)
-    finally:
-      for other in procs:
-        if other.poll() is None and proc.returncode not in (None, 0):
-          other.kill()
+    out, err = proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     results.append(json.loads(out.strip().splitlines()[-1]))
   return results
@@ -164,8 +177,9 @@ def test_uneven_population_is_replicated_and_still_exact(eight_devices):
   # numbers in any population, so the unsharded 8 are the reference.
   result = eight_devices["uneven"]
   for metric in METRICS:
-    np.testing.assert_allclose(result["sharded"][metric], np.asarray(eight_devices["even"]["plain"][metric])[:6],
-                               rtol=RTOL, atol=ATOL, err_msg=metric)
+    reference = np.asarray(eight_devices["even"]["plain"][metric])[:6]
+    np.testing.assert_allclose(result["sharded"][metric], reference, rtol=RTOL, atol=ATOL,
+                               err_msg=metric)
   assert not result["state_split_on_members"]
   for devices, shard, shape in result["state_shards"] + result["hparams_shards"]:
     assert devices == DEVICES and shard == shape and shape[0] == 6
@@ -178,10 +192,10 @@ def test_two_processes_train_the_population_of_one(two_processes, eight_devices)
   assert [r["process"] for r in two_processes] == [0, 1]
   assert [r["primary"] for r in two_processes] == [True, False]
   for result in two_processes:
-    assert result["devices"] == DEVICES and result["local_devices"] == 4
+    assert result["devices"] == DEVICES and result["local_devices"] == DEVICES // 2
     assert result["state_split_on_members"]
     for devices, shard, shape in result["state_shards"] + result["hparams_shards"]:
-      assert devices == 4 and shard == [1] + shape[1:] and shape[0] == DEVICES
+      assert devices == DEVICES // 2 and shard == [1] + shape[1:] and shape[0] == DEVICES
     # Every process reads every member's metrics, equal to the single-process population's.
     for metric in METRICS:
       np.testing.assert_allclose(result["sharded"][metric], plain[metric], rtol=RTOL,

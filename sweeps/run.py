@@ -272,6 +272,8 @@ class SweepLoop:
     if chunk.vectorize is not None:
       return
     mode = self.conv_vectorize
+    if self.mesh is not None:   # members split over devices: lax.map would gather them all
+      mode = "vmap"
     if chunk.spec.model == "mlp" or len(chunk.ids) < 2 or mode != "auto":
       chunk.vectorize = "vmap" if chunk.spec.model == "mlp" or mode == "auto" else mode
       return

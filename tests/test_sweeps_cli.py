@@ -169,3 +169,19 @@ def test_conv_buckets_time_vmap_against_map_and_keep_the_faster(tmp_path):
   _, forced = _sweep(tmp_path, "forced", *argv, f"--conv_vectorize={other}")
   for a, b in zip(recs, records.read_records(forced)):   # same numbers either way
     np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-5)
+
+
+def test_a_sweep_over_eight_devices_matches_one_device(tmp_path):
+  argv = ["--dataset=circle", "--strategy=grid", "--epochs=3", "--noprogress", "--test_top=0",
+          "--space=model=mlp", "--space=widths=[8]", "--space=batch_size=50",
+          "--space=lr=grid(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)"]
+  histories = []
+  for devices in (1, 8):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    workdir = tmp_path / f"d{devices}"
+    result = subprocess.run([sys.executable, "-m", "sweeps.toy", f"--workdir={workdir}", *argv],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    histories.append([r.history["val_loss"] for r in records.read_records(str(workdir))])
+  np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)

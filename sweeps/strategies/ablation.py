@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from sweeps import space as space_lib
 from sweeps.strategies import common
-from sweeps.strategies.base import Settings, Strategy, Trial
+from sweeps.strategies.base import AllAtOnce, Settings, Trial
 
 BASELINE = "baseline"
 
@@ -140,7 +140,7 @@ def ablation_variants(space: space_lib.Space, cross=()) -> list[tuple[str, dict[
   return variants
 
 
-class AblationStrategy(Strategy):
+class AblationStrategy(AllAtOnce):
   """The baseline and its variants, each over `settings.seeds` seeds, all asked at once."""
 
   name = "ablation"
@@ -160,18 +160,3 @@ class AblationStrategy(Strategy):
         seeded = common.trial_config({**config, "seed": settings.seed + k}, settings, epochs)
         self.trials.append(Trial(len(self.trials), seeded, epochs, group=group))
     self.asked = False
-
-  def ask(self) -> list[Trial]:
-    if self.asked:
-      return []
-    self.asked = True
-    return list(self.trials)
-
-  def done(self) -> bool:
-    return self.asked
-
-  def state_dict(self) -> dict[str, Any]:
-    return {"asked": self.asked}
-
-  def load_state_dict(self, state: Mapping[str, Any]) -> None:
-    self.asked = bool(state["asked"])

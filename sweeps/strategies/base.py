@@ -136,3 +136,27 @@ class Strategy(abc.ABC):
 
   def load_state_dict(self, state: Mapping[str, Any]) -> None:
     del state
+
+
+class AllAtOnce(Strategy):
+  """A strategy whose trials are known up front (grid, random, ablation): it asks for all of
+  them at once, so members that share a program share one bucket, and learns nothing from
+  results. Subclasses fill `self.trials` in __init__."""
+
+  trials: list[Trial]
+  asked: bool = False
+
+  def ask(self) -> list[Trial]:
+    if self.asked:
+      return []
+    self.asked = True
+    return list(self.trials)
+
+  def done(self) -> bool:
+    return self.asked
+
+  def state_dict(self) -> dict[str, Any]:
+    return {"asked": self.asked}
+
+  def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    self.asked = bool(state["asked"])

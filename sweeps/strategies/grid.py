@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 from sweeps import space as space_lib
 from sweeps.strategies import common
-from sweeps.strategies.base import Settings, Strategy, Trial
+from sweeps.strategies.base import AllAtOnce, Settings, Trial
 
 
-class GridStrategy(Strategy):
+class GridStrategy(AllAtOnce):
   """Every combination of the space's discrete axes, each trained for its planned epochs."""
 
   name = "grid"
@@ -31,18 +31,3 @@ class GridStrategy(Strategy):
   def _trial(self, member_id: int, config: dict[str, Any]) -> Trial:
     epochs = common.planned_epochs(config, self.settings)
     return Trial(member_id, common.trial_config(config, self.settings, epochs), epochs)
-
-  def ask(self) -> list[Trial]:
-    if self.asked:
-      return []
-    self.asked = True
-    return list(self.trials)
-
-  def done(self) -> bool:
-    return self.asked
-
-  def state_dict(self) -> dict[str, Any]:
-    return {"asked": self.asked}
-
-  def load_state_dict(self, state: Mapping[str, Any]) -> None:
-    self.asked = bool(state["asked"])

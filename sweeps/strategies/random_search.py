@@ -13,7 +13,7 @@ import numpy as np
 
 from sweeps import space as space_lib
 from sweeps.strategies import common
-from sweeps.strategies.base import Settings, Strategy, Trial
+from sweeps.strategies.base import AllAtOnce, Settings, Trial
 
 
 def sample_configs(space: space_lib.Space, count: int, seed: int) -> list[dict[str, Any]]:
@@ -31,7 +31,7 @@ def sample_configs(space: space_lib.Space, count: int, seed: int) -> list[dict[s
   return [space.sample(suggest) for _ in range(count)]
 
 
-class RandomStrategy(Strategy):
+class RandomStrategy(AllAtOnce):
   """`settings.trials` random configs, each trained for its planned epochs."""
 
   name = "random"
@@ -45,18 +45,3 @@ class RandomStrategy(Strategy):
       epochs = common.planned_epochs(config, settings)
       self.trials.append(Trial(member_id, common.trial_config(config, settings, epochs), epochs))
     self.asked = False
-
-  def ask(self) -> list[Trial]:
-    if self.asked:
-      return []
-    self.asked = True
-    return list(self.trials)
-
-  def done(self) -> bool:
-    return self.asked
-
-  def state_dict(self) -> dict[str, Any]:
-    return {"asked": self.asked}
-
-  def load_state_dict(self, state: Mapping[str, Any]) -> None:
-    self.asked = bool(state["asked"])

@@ -374,6 +374,8 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)
     sys.exit(2)
+  from launch import multihost
+  multihost.initialize_from_env()   # a no-op unless JAX_COORDINATOR_ADDRESS etc. are set
   cfg = config_from_flags()
   try:
     space, strategy = validate(cfg)

@@ -274,7 +274,10 @@ class SweepLoop:
     mode = self.conv_vectorize
     if self.mesh is not None:   # members split over devices: lax.map would gather them all
       mode = "vmap"
-    if chunk.spec.model == "mlp" or len(chunk.ids) < 2 or mode != "auto":
+    elif len(chunk.ids) == 1:   # one member: the plain, unbatched program (vmap of one
+      chunk.vectorize = "map"   # member still batches every matmul and conv)
+      return
+    if chunk.spec.model == "mlp" or mode != "auto":
       chunk.vectorize = "vmap" if chunk.spec.model == "mlp" or mode == "auto" else mode
       return
     n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * chunk.spec.batch_size)

@@ -79,7 +79,7 @@ def main(argv):
   tx = optax.sgd(0.01, momentum=0.9)
   fixed_x = data_lib.normalize(data.train_x[:spec.batch_size], data.mean, data.std)
   fixed_y = data.train_y[:spec.batch_size]
-  hp = {"dropout": jnp.zeros(0), "act_param": jnp.float32(0)}
+  hp = {"dropout": jnp.asarray(rows[0]["dropout"], jnp.float32), "act_param": jnp.float32(0)}
 
   @jax.jit
   def steps_alone(params, batch_stats):

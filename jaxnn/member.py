@@ -276,7 +276,7 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
   _number(cfg, "dropout", low=0.0, high=1.0, high_open=True, vector=True)
   for field in ("beta1", "beta2", "rho", "gamma"):
     _number(cfg, field, low=0.0, high=1.0)
-  for field in ("eps", "initial_accumulator", "weight_decay", "l1", "l2", "label_smoothing",
+  for field in ("eps", "initial_accumulator", "weight_decay", "l1", "l2",
                 "lr_min", "decay", "warmup", "init_scale"):
     _number(cfg, field, low=0.0)
   _number(cfg, "label_smoothing", low=0.0, high=1.0, high_open=True)

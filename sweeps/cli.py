@@ -328,20 +328,19 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
-  original_start = loop.start
-
-  def start_and_log(trials):
-    original_start(trials)   # plans (and validates every config) before anything is written
+  def on_plan(plan):
+    # Called once every config of the plan resolved and its chunks exist: only now is anything
+    # written, so bad input leaves the workdir untouched.
     if not plans:
       os.makedirs(workdir, exist_ok=True)
       _write_json(os.path.join(workdir, "config.json"),
                   {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
                    "data_sizes": sizes})
-      print(loop.plans[-1].summary(), file=out)
-    plans.append(loop.plans[-1].to_json())
+      print(plan.summary(), file=out)
+    plans.append(plan.to_json())
     _write_json(os.path.join(workdir, "plan.json"), plans)
 
-  loop.start = start_and_log
+  loop.on_plan = on_plan
   previous = {sig: signal.signal(sig, _request_stop(loop)) for sig in (signal.SIGTERM, signal.SIGINT)}
   try:
     runs = loop.run()

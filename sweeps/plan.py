@@ -137,7 +137,7 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
   variables = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), variables)
   _, inter = jax.eval_shape(forward, variables, x)
   act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
-  state_bytes = _nbytes(state) // 1  # M=1
+  state_bytes = _nbytes(state)   # one member
   return state_bytes * 2 + act_bytes, params_count   # x2: new state built beside the old
 
 

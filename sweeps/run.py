@@ -121,7 +121,8 @@ class SweepLoop:
                on_record: Callable[[list[Record]], None] | None = None,
                on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
-               simulate_device_bytes: int | None = None, conv_vectorize: str = "auto"):
+               simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
+               on_plan: Callable[[plan_lib.Plan], None] | None = None):
     self.strategy = strategy
     self.dataset = dataset
     # Several devices: each chunk's members are split over them ('members' mesh axis), the
@@ -137,6 +138,7 @@ class SweepLoop:
     self.on_record = on_record or (lambda records: None)
     self.on_epoch = on_epoch or (lambda loop, chunk: None)
     self.on_checkpoint = on_checkpoint or (lambda loop, force: None)
+    self.on_plan = on_plan or (lambda plan: None)   # after a plan's chunks are initialized
     self.phase = "ask"            # ask | train | test | done
     self.sync_at: int | None = None
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
@@ -168,6 +170,7 @@ class SweepLoop:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
         self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
+    self.on_plan(plan)
 
   def _init_chunks(self, spec, ids, rows, member_bytes) -> list[Chunk]:
     """Initializes a chunk; on an allocation failure splits it in halves and retries."""
@@ -411,16 +414,17 @@ class SweepLoop:
     return finished
 
   def _keep_for_test(self, chunk: Chunk, runs: Sequence[MemberRun]) -> None:
-    """Holds (on host) the final state of members that may end in the test_top."""
+    """Holds (on host) the final state of finished members that are in the test_top now;
+    only those are copied off the device."""
     if self.test_top <= 0:
       return
+    allowed = {r.trial.member_id for r in self.ranking()[:self.test_top]}
     for run in runs:
-      if run.status in ("complete", "stopped") and run.epochs_run:
-        i = chunk.index(run.trial.member_id)
-        self._kept[run.trial.member_id] = jax.device_get(
+      member_id = run.trial.member_id
+      if member_id in allowed and run.status in ("complete", "stopped") and run.epochs_run:
+        i = chunk.index(member_id)
+        self._kept[member_id] = jax.device_get(
             (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))
-    ranked = self.ranking()
-    allowed = {r.trial.member_id for r in ranked[:self.test_top]}
     for member_id in list(self._kept):
       if member_id not in allowed:
         del self._kept[member_id]

@@ -336,7 +336,7 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  from jaxnn.data import DataNotFoundError
+  from jaxnn.data import DataFormatError, DataNotFoundError
   from jaxnn.member import ConfigError
   from sweeps.run import Interrupted
   try:
@@ -344,7 +344,7 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  except (DataNotFoundError, ConfigError) as e:
+  except (DataNotFoundError, DataFormatError, ConfigError) as e:
     if cfg.verbose:
       raise
     print(f"error: {_one_line(e)}", file=sys.stderr)

@@ -259,13 +259,19 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     plan = loop.plan(trials)
     print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
     print(plan.summary(), file=out)
+    if cfg.estimate:
+      from sweeps import estimate as estimate_lib
+      total, exact = estimate_lib.expected_member_epochs(cfg.strategy, cfg, trials)
+      print(estimate_lib.estimate(plan, dataset, total, exact)[1], file=out)
     return []
 
   workdir = cfg.workdir
   checkpointer = checkpoint_lib.SweepCheckpointer(
       workdir, every_epochs=cfg.checkpoint_every_epochs,
       every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
-  bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
+  bar = progress_lib.SweepProgress(
+      enabled=cfg.progress, epochs=cfg.epochs,
+      expected_members={"bayes": cfg.trials, "pbt": cfg.batch}.get(cfg.strategy))
 
   def on_record(records):
     records_lib.append_records(workdir, records)
@@ -312,6 +318,14 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
+  from sweeps import estimate as estimate_lib
+  summary_path = os.path.join(workdir, "summary.json")   # the loop's timings, when it writes them
+  summary = None
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+  print(estimate_lib.time_line(summary, total_seconds=time.time() - start,
+                               checkpoint_seconds=checkpointer.seconds_saving), file=out)
   return runs
 
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from sweeps.records import (Record, atomic_write_text, objective_direction, read_config,
                             read_records, sort_by_objective)
-from sweeps.reporting import plots, stats, study, table, tensorboard
+from sweeps.reporting import lineage, plots, stats, study, table, tensorboard
 from sweeps.reporting.params import format_value
 
 REPORT_DIR = "report"
@@ -142,6 +142,9 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
     if ablation:
       written["ablation"] = plots.plot_ablation(
           records, os.path.join(out, "ablation.png"), baseline=baseline)
+    if lineage.copies(records):
+      written["pbt_lineage"] = lineage.plot_pbt_lineage(
+          records, os.path.join(out, "pbt_lineage.png"), objective=objective)
   return written
 
 

@@ -241,7 +241,8 @@ def make(**values: Any) -> SweepConfig:
   merged = {**defaults(), **values}
   for name in ("space", "cross"):
     if isinstance(merged[name], str):
-      merged[name] = [merged[name]] if name == "space" else merged[name].split(",")
+      merged[name] = [merged[name]] if name == "space" else [
+          part.strip() for part in merged[name].split(",") if part.strip()]
     merged[name] = list(merged[name] or [])
   return SweepConfig(tuple(sorted(merged.items())))
 

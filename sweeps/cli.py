@@ -72,6 +72,9 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
           "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
           "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
   _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
+  _define(flag_values, flags.DEFINE_integer, "member_id_offset", 0,
+          "Grid: id of the first member. Randomness is fold_in(key(seed), member_id), so "
+          "WORKDIR/best.flags sets it to train a sweep's best member alone with its own draws.")
 
 
 
@@ -84,7 +87,7 @@ def _define(flag_values, define, *args):
 SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
                 "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
                 "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top")
+                "val_subset", "test_subset", "test_top", "member_id_offset")
 
 
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
@@ -155,7 +158,7 @@ def validate(cfg: SweepConfig):
        f"--monitor: got {cfg.monitor!r}; allowed: {', '.join(base.OBJECTIVES)}")
   for name, low in (("trials", 1), ("epochs", 1), ("batch", 1), ("eta", 2), ("min_epochs", 1),
                     ("pbt_interval", 1), ("seeds", 1), ("seed", 0), ("patience", 0),
-                    ("test_top", 0), ("top", 1)):
+                    ("test_top", 0), ("top", 1), ("member_id_offset", 0)):
     value = getattr(cfg, name)
     need(value >= low, f"--{name}: got {value}; allowed: an integer >= {low}")
   for name in ("train_subset", "val_subset", "test_subset"):
@@ -275,6 +278,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
   from jaxnn import data
+  from sweeps import best as best_lib
   from sweeps import checkpoint as checkpoint_lib
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
@@ -342,8 +346,13 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
 
   loop.on_plan = on_plan
   previous = {sig: signal.signal(sig, _request_stop(loop)) for sig in (signal.SIGTERM, signal.SIGINT)}
+  best = None
   try:
     runs = loop.run()
+    if loop.phase == "done":   # finished: one line per member, the winner out, one checkpoint
+      records_lib.compact_records(workdir)
+      best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)
+      checkpointer.prune()
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
@@ -354,6 +363,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
         file=out)
+  if best is not None:
+    print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
+          f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)

@@ -98,6 +98,7 @@ class Settings:
   sampler: str = "tpe"         # bayes: tpe | gp | cmaes
   seeds: int = 3               # ablation: repeats per variant
   cross: tuple[str, ...] = ()  # ablation: factors crossed into a grid (the rest one at a time)
+  member_id_offset: int = 0    # grid: first member id (best.flags: a member alone, same draws)
 
 
 class Strategy(abc.ABC):

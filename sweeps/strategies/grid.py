@@ -25,7 +25,10 @@ class GridStrategy(AllAtOnce):
     self.configs = space.grid()
     if not self.configs:
       raise space_lib.SpaceError("space: the grid is empty; every axis needs at least one value")
-    self.trials = [self._trial(i, c) for i, c in enumerate(self.configs)]   # checks epochs now
+    common.require_int(settings, "member_id_offset", 0)
+    # Ids (hence random draws) start at the offset: best.flags replays one member of a sweep.
+    self.trials = [self._trial(settings.member_id_offset + i, c)   # checks epochs now
+                   for i, c in enumerate(self.configs)]
     self.asked = False
 
   def _trial(self, member_id: int, config: dict[str, Any]) -> Trial:

@@ -227,7 +227,8 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
 def _chunked(spec: BucketSpec, x: jax.Array, y: jax.Array):
   """Pads an eval split to whole chunks of eval_batch_size, with a mask for the padding."""
   n = x.shape[0]
-  size = min(spec.eval_batch_size, n)
+  size = max(min(spec.eval_batch_size, n), 1)   # an empty split (retraining on train+val):
+                                                # zero chunks, metrics NaN
   chunks = -(-n // size)
   pad = chunks * size - n
   mask = jnp.arange(chunks * size) < n

@@ -283,6 +283,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
   from sweeps import report as report_lib
+  from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
   start = time.time()
@@ -332,6 +333,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
+    runs_lib.mark_running(workdir)
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.
@@ -340,6 +342,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       _write_json(os.path.join(workdir, "config.json"),
                   {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
                    "data_sizes": sizes})
+      runs_lib.mark_running(workdir)   # `python -m sweeps.runs` tells running from interrupted
       print(plan.summary(), file=out)
     plans.append(plan.to_json())
     _write_json(os.path.join(workdir, "plan.json"), plans)
@@ -358,6 +361,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
+    runs_lib.clear_running(workdir)
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)

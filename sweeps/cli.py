@@ -260,18 +260,70 @@ def previous_config(workdir: str | None) -> dict[str, Any] | None:
     return json.load(f)
 
 
+# What a resume may grow, if the strategy says it can (Strategy.extends).
+EXTENDABLE = ("trials", "epochs")
+# Search flags added after sweeps were already written: an old config.json lacks them.
+_ADDED_DEFAULTS = {"member_id_offset": 0}
+
+
 def check_resume(cfg: SweepConfig) -> bool:
-  """True when the workdir holds this same sweep (resume it); raises UsageError listing what
-  differs when it holds another one."""
+  """True when the workdir holds this same sweep (resume it), or the same sweep with a larger
+  --trials or --epochs that its strategy can extend; raises UsageError with one line saying
+  what differs otherwise (for --space: the one line that differs)."""
   old = previous_config(cfg.workdir)
   if old is None or cfg.dry_run:
     return False
   new = cfg.to_json()
-  changed = [f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in SEARCH_FLAGS if old.get(k) != new[k]]
-  if changed:
-    raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
-                     f"{'; '.join(changed)} (use another --workdir)")
-  return True
+  changed = [k for k in SEARCH_FLAGS if old.get(k, _ADDED_DEFAULTS.get(k)) != new[k]
+             and not (k == "space" and list(_effective_space(old.get(k) or []).items())
+                      == list(_effective_space(new[k]).items()))]
+  if not changed:
+    return True
+  if all(k in EXTENDABLE for k in changed):
+    from sweeps import strategies
+    strategy = strategies.STRATEGIES.get(cfg.strategy)
+    for k in changed:
+      if new[k] < old[k]:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.workdir} holds a sweep that can be "
+                         "extended, not shrunk (use another --workdir)")
+      if k not in strategy.extends:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.strategy} cannot extend it: "
+                         f"{strategy.cannot_extend}")
+    return True
+  lines = [_space_change(old.get("space") or [], new["space"]) if k == "space"
+           else f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed]
+  raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
+                   f"{'; '.join(lines)} (use another --workdir)")
+
+
+def _effective_space(lines: Sequence[str]) -> dict[tuple[str, str], str]:
+  """The --space lines in effect by (name, condition): a later unconditional line for a name
+  replaces the earlier ones (a command line over a flagfile), as sweeps.space.parse reads them."""
+  kept: dict[tuple[str, str], str] = {}
+  for line in lines:
+    name, _, rest = line.partition("=")
+    name, condition = name.strip(), rest.partition(" if ")[2].strip()
+    if not condition:
+      kept = {k: v for k, v in kept.items() if k[0] != name}
+    kept[(name, condition)] = line.strip()
+  return kept
+
+
+def _space_change(old: Sequence[str], new: Sequence[str]) -> str:
+  """The first --space line in effect that differs, as 'old' -> 'new' (or added / removed)."""
+  old, new = _effective_space(old), _effective_space(new)
+  diffs = []
+  for key in [*old, *(k for k in new if k not in old)]:
+    if key not in new:
+      diffs.append(f"--space: {old[key]!r} removed")
+    elif key not in old:
+      diffs.append(f"--space: {new[key]!r} added")
+    elif old[key] != new[key]:
+      diffs.append(f"--space: {old[key]!r} -> {new[key]!r}")
+  if not diffs:   # same lines, another order (conditions resolve in order)
+    return "--space: the same lines in another order"
+  more = len(diffs) - 1
+  return diffs[0] + (f" (and {more} more line{'s' * (more > 1)})" if more else "")
 
 
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
@@ -334,6 +386,19 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
     runs_lib.mark_running(workdir)
+    old = previous_config(workdir) or {}
+    if any(old.get(k) != getattr(cfg, k) for k in EXTENDABLE):
+      continued = loop.extend(old["epochs"], cfg.epochs)
+      # Saved before config.json records the new budget: a kill in between resumes and extends
+      # again from the finished checkpoint.
+      checkpointer.save(loop)
+      checkpointer.manager.wait_until_finished()
+      _write_json(os.path.join(workdir, "config.json"),
+                  {**old, **{k: getattr(cfg, k) for k in EXTENDABLE}})
+      print(f"extending {workdir}: " + ", ".join(
+          f"--{k} {old.get(k)} -> {getattr(cfg, k)}" for k in EXTENDABLE
+          if old.get(k) != getattr(cfg, k))
+          + f"; {len(continued)} finished members continue from their final state", file=out)
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.

@@ -153,6 +153,11 @@ class SweepLoop:
     self.plans: list[plan_lib.Plan] = []
     # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
     self._kept: dict[int, tuple[Any, Any]] = {}
+    # member_id -> final MemberState (on host) of members that completed their budget, kept only
+    # for strategies whose --epochs a resume may raise (they continue from it): a finished
+    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
+    self.keep_final = "epochs" in getattr(strategy, "extends", ())
+    self._final: dict[int, Any] = {}
 
   # ------------------------------------------------------------------ planning and starting
 
@@ -467,6 +472,14 @@ class SweepLoop:
       return
     finished_ids = {r.trial.member_id for r in finished}
     self._drop_kept()
+    if self.keep_final:
+      for chunk in self.chunks:
+        take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
+                and m in finished_ids]
+        if take:
+          host = jax.device_get(_take(chunk.state, take))
+          for j, i in enumerate(take):
+            self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
     self.on_record(records)
     for run in finished:
@@ -505,6 +518,9 @@ class SweepLoop:
     }
     arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
               "kept": [self._kept[i] for i in sorted(self._kept)]}
+    if self._final:
+      meta["final"] = sorted(self._final)
+      arrays["final"] = [self._final[i] for i in sorted(self._final)]
     return meta, arrays
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,7 +543,10 @@ class SweepLoop:
     for member_id in meta["kept"]:
       _, state = abstract([member_id])
       kept.append((state.params, state.batch_stats))
-    return {"chunks": chunks, "kept": kept}
+    out = {"chunks": chunks, "kept": kept}
+    if meta.get("final"):
+      out["final"] = [abstract([member_id])[1] for member_id in meta["final"]]
+    return out
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
@@ -540,8 +559,47 @@ class SweepLoop:
                                                         meta["chunk_bytes"],
                                                         meta["chunk_vectorize"])]
     self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
+    self._final = dict(zip(meta.get("final", []), arrays.get("final", [])))
     self.plans = []
     self.restored_plans = list(meta["plans"])
+
+  # ----------------------------------------------------------------------------- extending
+
+  def extend(self, old_epochs: int, new_epochs: int) -> list[int]:
+    """After a restore with a larger budget (sweeps.cli checks the strategy allows it).
+
+    Members that completed `old_epochs` continue from their kept final state (optimizer state
+    and counters included, so data order and schedule go on as if never stopped; the schedule
+    keeps the horizon it was planned with) up to `new_epochs`; live members' targets are raised;
+    a strategy with more to ask (more --trials) is asked again. Returns the continued ids.
+    """
+    continued = []
+    if new_epochs > old_epochs:
+      for run in self.members.values():
+        if run.status == "running" and run.target == old_epochs:
+          run.target = new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+      by_spec: dict[Any, list[int]] = {}
+      for member_id in sorted(self._final):
+        run = self.members[member_id]
+        if run.status == "complete" and run.target == old_epochs:
+          by_spec.setdefault(run.spec, []).append(member_id)
+      for spec, ids in by_spec.items():
+        for member_id in ids:
+          run = self.members[member_id]
+          run.status, run.target = "running", new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+          run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": new_epochs})
+        states = [self._final.pop(i) for i in ids]
+        state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
+        state = state.replace(active=~state.diverged)   # finishing had cleared `active`
+        hparams = jax.tree_util.tree_map(
+            jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
+        self.chunks.append(Chunk(spec, ids, hparams, state))
+        continued.extend(ids)
+    if self.phase in ("test", "done") and (continued or not self.strategy.done()):
+      self.phase = "ask"
+    return continued
 
   # ------------------------------------------------------------------------------ the loop
 

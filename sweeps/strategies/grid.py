@@ -18,6 +18,8 @@ class GridStrategy(AllAtOnce):
   """Every combination of the space's discrete axes, each trained for its planned epochs."""
 
   name = "grid"
+  cannot_extend = ("it trains every point of its space once (--trials plays no part); to grow "
+                   "it, add values to an axis in a new --workdir")
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

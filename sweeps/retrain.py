@@ -59,7 +59,7 @@ def interval(values: Sequence[float], bounded: bool) -> tuple[float, float, floa
 
 
 def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = None,
-            out=sys.stdout) -> list[dict[str, Any]]:
+            out=None) -> list[dict[str, Any]]:
   """Retrains the top `top` configs of the sweep in `workdir` on train+val; see the module doc.
 
   Returns:
@@ -74,6 +74,7 @@ def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = 
   from jaxnn import population
   from sweeps import records as records_lib
 
+  out = out or sys.stdout
   config = records_lib.read_config(workdir)
   if not config:
     raise ValueError(f"WORKDIR: {workdir} holds no sweep (config.json missing)")

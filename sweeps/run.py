@@ -157,6 +157,7 @@ class SweepLoop:
     # for strategies whose --epochs a resume may raise (they continue from it): a finished
     # sweep's checkpoint then holds what one taken while all of them trained held, no more.
     self.keep_final = "epochs" in getattr(strategy, "extends", ())
+    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
     self._final: dict[int, Any] = {}
 
   # ------------------------------------------------------------------ planning and starting
@@ -448,6 +449,7 @@ class SweepLoop:
                                       _take(chunk.state.batch_stats, take)))
       for j, i in enumerate(take):
         self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
+      self.best_copies += len(take)
     self._drop_kept(top)
 
   def _drop_kept(self, top: set[int] | None = None) -> None:

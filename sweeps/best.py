@@ -90,6 +90,11 @@ def write(workdir: str, config: Mapping[str, Any], loop) -> dict[str, Any] | Non
       "command": command, "weights": WEIGHTS_DIR if loop.kept_weights(record.member_id) else None,
       "reproducible": not exploits,
   }
+  planned = record.params.get("epochs")
+  if isinstance(planned, int) and record.epochs_run < planned and record.status != "stopped":
+    info["note"] = (f"the sweep ended this member after {record.epochs_run} of its {planned} "
+                    f"planned epochs ({record.status}); best.flags trains all {planned}, whose "
+                    f"first {record.epochs_run} are its curve")
   if exploits:
     info["note"] = (f"PBT replaced this member's weights and config at epochs {exploits}: "
                     "best.flags trains its final config from scratch, not its schedule")

@@ -168,6 +168,9 @@ OPTIONS: tuple[Option, ...] = (
            group="data"),
     Option("test_top", int, 5, "Best members re-evaluated on the held-out test split.",
            search=True, low=0),
+    Option("member_id_offset", int, 0, "Grid: id of the first member. Randomness is "
+           "fold_in(key(seed), member_id), so WORKDIR/best.flags sets it to train a sweep's best "
+           "member alone with its own draws.", search=True, low=0),
     Option("top", int, 10, "Rows of the final table.", low=1, group="output"),
     Option("memory_budget_mb", float, None, "Device memory to plan for (default: detected).",
            low=0.0, bounds="(]", group="device"),
@@ -254,24 +257,8 @@ def option_problems(cfg: SweepConfig) -> list[str]:
 
 
 def changed_search_options(old: Mapping[str, Any], cfg: SweepConfig) -> list[str]:
-  """The search options whose value differs from a saved config.json, one line each. An
-  option missing from an older config.json counts as its default (adding an option to the table
-  does not orphan old sweeps)."""
+  """The names of the search options whose value differs from a saved config.json. An option
+  missing from an older config.json counts as its default (adding an option to the table does
+  not orphan old sweeps)."""
   new = cfg.to_json()
-  lines = []
-  for name in SEARCH_OPTIONS:
-    before = old.get(name, BY_NAME[name].default)
-    if before != new[name]:
-      if isinstance(before, list) and isinstance(new[name], list):
-        lines.append(_list_diff(name, before, new[name]))
-      else:
-        lines.append(f"--{name}: {before!r} -> {new[name]!r}")
-  return lines
-
-
-def _list_diff(name: str, before: list, after: list) -> str:
-  """Only the items that differ, so a changed --space does not print two full lists."""
-  removed = [x for x in before if x not in after]
-  added = [x for x in after if x not in before]
-  parts = [f"-{x!r}" for x in removed] + [f"+{x!r}" for x in added]
-  return f"--{name}: " + (", ".join(parts) if parts else "same items in another order")
+  return [name for name in SEARCH_OPTIONS if old.get(name, BY_NAME[name].default) != new[name]]

@@ -53,15 +53,16 @@ def test_make_config_reports_every_problem_one_line_each(tmp_path):
     api.make_config(dataset="circle", epoch=3)
 
 
-def test_resume_compares_search_options_only_and_names_the_line_that_differs():
+def test_resume_compares_search_options_only():
   cfg = config_lib.make(dataset="circle", space=["lr=0.1", "momentum=0.9"], top=3)
   old = cfg.to_json()
   assert config_lib.changed_search_options(old, cfg.replace(top=7, progress=False)) == []
   # An option added to the table after the sweep was written counts as its default.
   del old["min_delta"]
   assert config_lib.changed_search_options(old, cfg) == []
-  changed = config_lib.changed_search_options(old, cfg.replace(space=["lr=0.1", "momentum=0.5"]))
-  assert changed == ["--space: -'momentum=0.9', +'momentum=0.5'"]
+  changed = config_lib.changed_search_options(old, cfg.replace(space=["lr=0.1", "momentum=0.5"],
+                                                              seed=3))
+  assert changed == ["space", "seed"] or changed == ["seed", "space"]
 
 
 def test_unknown_space_field_suggests_the_nearest(tmp_path):

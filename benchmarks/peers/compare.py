@@ -45,6 +45,10 @@ TARGET_FROM = "kt_random"
 
 def run_contender(name: str, args, outdir: str) -> dict | None:
   out = os.path.join(outdir, f"{name}.json")
+  if args.reuse and os.path.exists(out):
+    print(f"--- {name}: reusing {out}", flush=True)
+    with open(out) as f:
+      return json.load(f)
   script, *flags = CONTENDERS[name]
   cmd = [sys.executable, os.path.join(HERE, script), *flags, f"--data_dir={args.data_dir}",
          f"--out={out}"] + (["--quick"] if args.quick else [])
@@ -84,6 +88,9 @@ def main():
   parser.add_argument("--only", default=",".join(CONTENDERS),
                       help="comma-separated contenders (default: all)")
   parser.add_argument("--outdir", default=None, help="where traces go (default: a temp folder)")
+  parser.add_argument("--reuse", action="store_true",
+                      help="read the traces already in --outdir instead of rerunning those "
+                           "contenders (to finish an interrupted comparison)")
   args = parser.parse_args()
   outdir = args.outdir or tempfile.mkdtemp(prefix="peers_")
   os.makedirs(outdir, exist_ok=True)

@@ -57,10 +57,11 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_float, "memory_budget_mb", None, "Device memory to plan for (default: detected).")
   _define(flag_values, flags.DEFINE_bool, "dry_run", False, "Print the plan (buckets, members, memory, compiles) "
                     "and exit without training.")
-  _define(flag_values, flags.DEFINE_integer, "checkpoint_every_epochs", 5,
-          "Checkpoint after this many chunk-epochs (and at every phase boundary).")
-  _define(flag_values, flags.DEFINE_float, "checkpoint_every_minutes", 10.0,
-          "Checkpoint at least this often while training.")
+  _define(flag_values, flags.DEFINE_integer, "checkpoint_every_epochs", None,
+          "Also checkpoint after this many chunk-epochs (default: by time only).")
+  _define(flag_values, flags.DEFINE_float, "checkpoint_every_minutes", None,
+          "Checkpoint this often while training (default: every 10 minutes and at phase "
+          "boundaries, keeping saves under about 2% of wall time).")
   _define(flag_values, flags.DEFINE_integer, "keep_checkpoints", 3, "Checkpoints kept.")
   _define(flag_values, flags.DEFINE_float, "simulate_device_mb", None,
           "Testing aid: treat a chunk whose estimated memory exceeds this as an allocation "
@@ -166,6 +167,10 @@ def validate(cfg: SweepConfig):
   need(0.0 < cfg.pbt_fraction <= 0.5,
        f"--pbt_fraction: got {cfg.pbt_fraction}; allowed: a number in (0, 0.5]")
   need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
+  need(cfg.checkpoint_every_epochs is None or cfg.checkpoint_every_epochs >= 1,
+       f"--checkpoint_every_epochs: got {cfg.checkpoint_every_epochs}; allowed: an integer >= 1")
+  need(cfg.checkpoint_every_minutes is None or cfg.checkpoint_every_minutes > 0,
+       f"--checkpoint_every_minutes: got {cfg.checkpoint_every_minutes}; allowed: a number > 0")
   need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
        f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
@@ -323,7 +328,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
       conv_vectorize=cfg.conv_vectorize)
   plans: list[Any] = []
-  if resuming and checkpointer.restore(loop):
+  loop.on_announce = lambda line: print(line, file=out)
+  restored = resuming and checkpointer.restore(loop)
+  if restored:
     plans = list(loop.restored_plans)
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
@@ -349,14 +356,20 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
+  counted = loop.summary()   # before reports: the loop's own accounting
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
-  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
-        file=out)
+  counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
+                 resumed=bool(restored))
+  _write_json(os.path.join(workdir, "summary.json"), counted)
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
+  print(f"sweep: {len(runs)} members in {counted['total_seconds']:.1f} s (compile "
+        f"{counted['compile_seconds']:.1f} s, train {counted['train_seconds']:.1f} s, checkpoints "
+        f"{counted['checkpoint_seconds']:.1f} s); {counted['programs_compiled']} programs compiled "
+        f"({counted['programs_announced']} announced); results in {workdir}", file=out)
   return runs
 
 

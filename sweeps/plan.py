@@ -73,8 +73,10 @@ class Bucket:
             for i in range(0, len(self.members), self.chunk_size)]
 
   def slots(self) -> list[int]:
-    """The compiled size of each chunk (members plus inactive fillers)."""
-    return [slot_size(len(c), self.devices) for c in self.chunks()]
+    """The compiled size of each chunk (members plus inactive fillers): one size for the whole
+    bucket, so the last, short chunk reuses the program of the full ones."""
+    size = slot_size(self.chunk_size, self.devices)
+    return [size for _ in self.chunks()]
 
 
 @dataclasses.dataclass

@@ -300,19 +300,19 @@ class SweepLoop:
     self.plans.append(plan)
     self.programs_announced += plan.compile_count()
     for bucket in plan.buckets:
-      for chunk_members in bucket.chunks():
+      for chunk_members, slots in zip(bucket.chunks(), bucket.slots()):
         ids = [m.trial.member_id for m in chunk_members]
         rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
-        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
+        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes, slots))
     self.on_plan(plan)
 
-  def _init_chunks(self, spec, ids, rows, member_bytes) -> list[Chunk]:
-    """Initializes a chunk padded to its slot size; on an allocation failure splits it in halves
-    and retries."""
-    slots = self.slot_size(len(ids))
+  def _init_chunks(self, spec, ids, rows, member_bytes, slots=None) -> list[Chunk]:
+    """Initializes a chunk padded to `slots` (default: its own slot size); on an allocation
+    failure splits it in halves and retries."""
+    slots = slots or self.slot_size(len(ids))
     try:
       self._check_memory(member_bytes * slots)
       hparams = jax.tree_util.tree_map(
@@ -322,6 +322,10 @@ class SweepLoop:
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
       if not is_out_of_memory(e):
         raise
+      if self.slot_size(len(ids)) < slots:   # a short chunk padded to its bucket's size
+        self._announce([Chunk(spec, ids, {}, None, slots=self.slot_size(len(ids)))],
+                       "out-of-memory retry without fillers")
+        return self._init_chunks(spec, ids, rows, member_bytes)
       half = len(ids) // 2
       if len(ids) == 1 or self.slot_size(len(ids) - half) >= slots:   # halves would not shrink
         for member_id in ids:
@@ -371,6 +375,12 @@ class SweepLoop:
       if not is_out_of_memory(e):
         raise
       position = self.chunks.index(chunk)
+      if self.slot_size(len(chunk.ids)) < chunk.slots:   # shed the fillers first
+        smaller = _gather(chunk, list(range(len(chunk.ids))), self.slot_size(len(chunk.ids)))
+        self._announce([smaller], "out-of-memory retry without fillers")
+        self.chunks[position] = smaller
+        self.train_chunk(smaller)
+        return
       half = len(chunk.ids) // 2
       if len(chunk.ids) == 1 or self.slot_size(len(chunk.ids) - half) >= chunk.slots:
         self.chunks.pop(position)

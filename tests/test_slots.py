@@ -4,12 +4,16 @@ what its plans announced. Also: checkpoints paced by time, decided on an injecte
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from sweeps import checkpoint, cli, plan as plan_lib, records
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = ["--dataset=circle", "--noprogress", "--test_top=1", "--space=model=mlp",
        "--space=widths=[8]", "--space=batch_size=50", "--train_subset=300", "--val_subset=100"]
 
@@ -150,3 +154,44 @@ def test_checkpoint_flags_keep_working(tmp_path):
   assert by_minutes.saved == [1030.0, 1060.0, 1090.0, 1120.0]   # exactly as given
   by_minutes(loop, True)
   assert len(by_minutes.saved) == 5   # forced (sweep done, SIGTERM) always saves
+
+
+def test_an_uneven_chunk_is_padded_to_the_device_count_and_gives_one_devices_numbers(tmp_path):
+  """Three members on 4 fake devices: one chunk of 4 slots, one per device, split (not
+  replicated), and the numbers of the same sweep on one device."""
+  argv = ["--strategy=grid", "--epochs=2", "--space=lr=grid(0.05, 0.1, 0.2)",
+          "--train_subset=304"]
+  one, _, _, _ = _sweep(tmp_path, "one", *argv)
+  workdir = tmp_path / "four"
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  result = subprocess.run([sys.executable, "-m", "sweeps.toy", f"--workdir={workdir}", *TOY,
+                           *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "chunks [3->4] slots | 1 slot/device" in result.stdout
+  with open(workdir / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["devices"] == 4 and summary["programs_compiled"] == summary["programs_announced"]
+  four = {r.member_id: r for r in records.read_records(str(workdir))}
+  assert sorted(four) == sorted(one) == [0, 1, 2]
+  for member_id in one:
+    np.testing.assert_allclose(four[member_id].history["val_loss"],
+                               one[member_id].history["val_loss"], rtol=1e-5)
+
+
+def test_a_padded_chunk_resumes_from_a_mid_training_checkpoint_to_the_same_records(tmp_path):
+  argv = ["--strategy=grid", "--epochs=3", "--space=lr=grid(0.05, 0.1, 0.2)",
+          "--checkpoint_every_epochs=1", "--keep_checkpoints=10", "--train_subset=305"]
+  full, _, _, _ = _sweep(tmp_path, "full", *argv)
+  folder = tmp_path / "full" / "checkpoints"
+  steps = sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+  assert len(steps) >= 4
+  shutil.copytree(tmp_path / "full", tmp_path / "cut")
+  for step in steps[2:]:   # back to the second epoch's save: mid-training, fillers included
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
+  resumed, summary, _, text = _sweep(tmp_path, "cut", *argv)
+  assert "resuming" in text and "phase train" in text
+  assert summary["programs_compiled"] == summary["programs_announced"]
+  for member_id, record in full.items():
+    assert resumed[member_id].history == record.history
+    assert resumed[member_id].status == record.status

@@ -11,8 +11,7 @@ slots per device come from the plan.
 On a CPU the devices are fake (XLA_FLAGS=--xla_force_host_platform_device_count=N): all N share
 the same cores, so the ratio measures the overhead of splitting members over devices (sharded
 programs, placement, gathers), not a speed-up; about 1.0x means splitting costs nothing. The
-figure that means a speed-up needs N real accelerators (not measured here: the lent machine has
-one GPU).
+figure that means a speed-up needs N real accelerators (not measured here).
 
 Measured here (2-core CPU shared with other jobs, 32 members x 3 epochs, widths [64, 64]), member-
 epochs per training second: 1 device 101, 2: 73 (0.72x), 4: 59 (0.59x), 8: 79 (0.78x); one program

@@ -433,7 +433,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
-<<<<<<< HEAD
+    runs_lib.clear_running(workdir)
   counted = loop.summary()   # before reports: the loop's own accounting
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
@@ -441,17 +441,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
                  resumed=bool(restored))
   _write_json(os.path.join(workdir, "summary.json"), counted)
-=======
-    runs_lib.clear_running(workdir)
-  report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
-  records = records_lib.read_records(workdir)
-  print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
-  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
-        file=out)
   if best is not None:
     print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
           f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
->>>>>>> main
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)

@@ -205,8 +205,14 @@ class SweepLoop:
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
     self.plans: list[plan_lib.Plan] = []
-<<<<<<< HEAD
-    self._kept: dict[int, tuple[Any, Any]] = {}   # member_id -> (params, batch_stats) on host
+    # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
+    self._kept: dict[int, tuple[Any, Any]] = {}
+    # member_id -> final MemberState (on host) of members that completed their budget, kept only
+    # for strategies whose --epochs a resume may raise (they continue from it): a finished
+    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
+    self.keep_final = "epochs" in getattr(strategy, "extends", ())
+    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
+    self._final: dict[int, Any] = {}
     self.on_announce: Callable[[str], None] = lambda line: None   # compiles not in a plan
     self.programs_announced = 0
     self._pending = {"traced": {}, "choice": {}, "probed": set()}   # announced, not yet traced
@@ -286,16 +292,6 @@ class SweepLoop:
             "checkpoint_seconds": round(self.seconds["checkpoint"], 3),
             "train_seconds": round(max(wall - compile_s - self.seconds["checkpoint"], 0.0), 3),
             "wall_seconds": round(wall, 3), "devices": self.devices}
-=======
-    # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
-    self._kept: dict[int, tuple[Any, Any]] = {}
-    # member_id -> final MemberState (on host) of members that completed their budget, kept only
-    # for strategies whose --epochs a resume may raise (they continue from it): a finished
-    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
-    self.keep_final = "epochs" in getattr(strategy, "extends", ())
-    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
-    self._final: dict[int, Any] = {}
->>>>>>> main
 
   # ------------------------------------------------------------------ planning and starting
 
@@ -724,7 +720,7 @@ class SweepLoop:
       kept.append((state.params, state.batch_stats))
     out = {"chunks": chunks, "kept": kept}
     if meta.get("final"):
-      out["final"] = [abstract([member_id])[1] for member_id in meta["final"]]
+      out["final"] = [abstract([member_id], 1)[1] for member_id in meta["final"]]
     return out
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
@@ -775,7 +771,10 @@ class SweepLoop:
         state = state.replace(active=~state.diverged)   # finishing had cleared `active`
         hparams = jax.tree_util.tree_map(
             jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
-        self.chunks.append(Chunk(spec, ids, hparams, state))
+        chunk = _gather(Chunk(spec, ids, hparams, state), list(range(len(ids))),
+                        self.slot_size(len(ids)))   # padded to a slot size like every chunk
+        self._announce([chunk], "extension")
+        self.chunks.append(chunk)
         continued.extend(ids)
     if self.phase in ("test", "done") and (continued or not self.strategy.done()):
       self.phase = "ask"

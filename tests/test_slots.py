@@ -179,7 +179,11 @@ def test_an_uneven_chunk_is_padded_to_the_device_count_and_gives_one_devices_num
                                one[member_id].history["val_loss"], rtol=1e-5)
 
 
-def test_a_padded_chunk_resumes_from_a_mid_training_checkpoint_to_the_same_records(tmp_path):
+def test_a_padded_chunk_resumes_from_a_mid_training_checkpoint_to_the_same_records(
+    tmp_path, monkeypatch):
+  # A finished sweep keeps only its last checkpoint; keep them all here to resume from one
+  # taken mid-training.
+  monkeypatch.setattr(checkpoint.SweepCheckpointer, "prune", lambda self: None)
   argv = ["--strategy=grid", "--epochs=3", "--space=lr=grid(0.05, 0.1, 0.2)",
           "--checkpoint_every_epochs=1", "--keep_checkpoints=10", "--train_subset=305"]
   full, _, _, _ = _sweep(tmp_path, "full", *argv)

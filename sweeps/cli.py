@@ -337,7 +337,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
       conv_vectorize=cfg.conv_vectorize)
   plans: list[Any] = []
-  if resuming and checkpointer.restore(loop):
+  loop.on_announce = lambda line: print(line, file=out)
+  restored = resuming and checkpointer.restore(loop)
+  if restored:
     plans = list(loop.restored_plans)
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
@@ -384,11 +386,13 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     bar.close()
     checkpointer.close()
     runs_lib.clear_running(workdir)
+  counted = loop.summary()   # before reports: the loop's own accounting
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
-  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
-        file=out)
+  counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
+                 resumed=bool(restored))
+  _write_json(os.path.join(workdir, "summary.json"), counted)
   if best is not None:
     print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
           f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
@@ -396,13 +400,10 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
   from sweeps import estimate as estimate_lib
-  summary_path = os.path.join(workdir, "summary.json")   # the loop's timings, when it writes them
-  summary = None
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-  print(estimate_lib.time_line(summary, total_seconds=time.time() - start,
-                               checkpoint_seconds=checkpointer.seconds_saving), file=out)
+  time_line = estimate_lib.time_line(counted, total_seconds=counted["total_seconds"],
+                                     checkpoint_seconds=checkpointer.seconds_saving)
+  print(f"sweep: {len(runs)} members; {time_line}; {counted['programs_compiled']} programs "
+        f"compiled ({counted['programs_announced']} announced); results in {workdir}", file=out)
   return runs
 
 

@@ -178,11 +178,12 @@ OPTIONS: tuple[Option, ...] = (
            "exit without training.", group="output"),
     Option("estimate", bool, False, "With --dry_run: train a short probe of the first bucket "
            "and estimate the sweep's time.", group="output"),
-    Option("checkpoint_every_epochs", int, 5,
-           "Checkpoint after this many chunk-epochs (and at every phase boundary).", low=1,
+    Option("checkpoint_every_epochs", int, None,
+           "Also checkpoint after this many chunk-epochs (default: by time only).", low=1,
            group="checkpoints"),
-    Option("checkpoint_every_minutes", float, 10.0, "Checkpoint at least this often while "
-           "training.", low=0.0, group="checkpoints"),
+    Option("checkpoint_every_minutes", float, None, "Checkpoint this often while training "
+           "(default: every 10 minutes and at phase boundaries, keeping saves under about 2% "
+           "of wall time).", low=0.0, bounds="(]", group="checkpoints"),
     Option("keep_checkpoints", int, 3, "Checkpoints kept.", low=1, group="checkpoints"),
     Option("simulate_device_mb", float, None, "Testing aid: treat a chunk whose estimated "
            "memory exceeds this as an allocation failure (exercises the split-and-retry path "

@@ -274,6 +274,7 @@ def check_resume(cfg: SweepConfig) -> bool:
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
+  import jaxnn
   from jaxnn import data
   from sweeps import checkpoint as checkpoint_lib
   from sweeps import progress as progress_lib
@@ -281,6 +282,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import report as report_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
+  jaxnn.configure()   # notebooks reach the engine here, not through main
   start = time.time()
   resuming = check_resume(cfg)
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
@@ -369,6 +371,8 @@ def _request_stop(loop):
 
 def main(argv: Sequence[str]) -> None:
   from absl import logging
+  import jaxnn
+  jaxnn.configure()   # process-wide JAX settings belong to the entry point, not to an import
   logging.set_verbosity(logging.WARNING)   # keep jax's backend probing out of the output
   if len(argv) > 1:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)

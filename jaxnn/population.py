@@ -151,8 +151,12 @@ def _forward(spec, state_params, batch_stats, x, hp, *, train, key=None):
   return out, updates.get("batch_stats", batch_stats)
 
 
-def _per_example_loss(spec, outputs, labels, hp):
-  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=hp["label_smoothing"],
+def _per_example_loss(spec, outputs, labels, hp, *, train=True):
+  """The training loss (with the member's label smoothing) or, for evaluation, the plain loss:
+  smoothing is a training regularizer, and a validation loss that includes it would rank and
+  early-stop members with different smoothing on different scales."""
+  smoothing = hp["label_smoothing"] if train else 0.0
+  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=smoothing,
                                     huber_delta=hp["huber_delta"])
 
 
@@ -213,7 +217,7 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
   def chunk(totals, inputs):
     x, y, mask = inputs
     out, _ = _forward(spec, params, batch_stats, data_lib.normalize(x, mean, std), hp, train=False)
-    loss = _per_example_loss(spec, out, y, hp)
+    loss = _per_example_loss(spec, out, y, hp, train=False)
     correct = losses.accuracy(spec.loss, out, y)
     return (totals[0] + jnp.sum(jnp.where(mask, loss, 0.0)),
             totals[1] + jnp.sum(jnp.where(mask, correct, 0.0))), None

@@ -1,0 +1,38 @@
+"""Defects a review found in the sweep loop (issue 13), each pinned through the real loop:
+`cli.run_sweep` -> `sweeps.run.SweepLoop` -> `jaxnn.population`, on the toy spiral set with
+tiny MLPs, so every test takes seconds."""
+
+import os
+
+import numpy as np
+import pytest
+
+from sweeps import cli, records
+
+TOY = ["--dataset=spiral", "--space=model=mlp", "--space=widths=[8]", "--space=batch_size=50",
+       "--noprogress"]
+
+
+def _sweep(tmp_path, *argv, name="w"):
+  """Runs a sweep in-process exactly as the CLI does; returns (runs by id, records by id)."""
+  workdir = str(tmp_path / name)
+  cfg = cli.config_from_argv([f"--workdir={workdir}", *TOY, *argv], "spiral")
+  space, strategy = cli.validate(cfg)
+  with open(os.devnull, "w") as out:
+    runs = cli.run_sweep(cfg, space, strategy, out=out)
+  return ({r.trial.member_id: r for r in runs},
+          {r.member_id: r for r in records.read_records(workdir)})
+
+
+def test_validation_loss_is_the_plain_loss_without_label_smoothing(tmp_path):
+  """The same member (id 0, same seed, so the same initial weights) in two sweeps that differ
+  only in label smoothing, with lr=0 so its weights never move: the training losses differ
+  (smoothing is a training regularizer), the validation and test losses must not."""
+  common = ["--strategy=grid", "--epochs=1", "--test_top=1", "--space=optimizer=sgd",
+            "--space=lr=0.0"]
+  _, plain = _sweep(tmp_path, *common, "--space=label_smoothing=0.0", name="plain")
+  _, smooth = _sweep(tmp_path, *common, "--space=label_smoothing=0.4", name="smooth")
+  plain, smooth = plain[0], smooth[0]
+  assert abs(smooth.history["train_loss"][0] - plain.history["train_loss"][0]) > 1e-3
+  assert smooth.history["val_loss"][0] == pytest.approx(plain.history["val_loss"][0], rel=1e-6)
+  assert smooth.test["loss"] == pytest.approx(plain.test["loss"], rel=1e-6)

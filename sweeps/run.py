@@ -415,13 +415,14 @@ class SweepLoop:
 
   def _keep_for_test(self, chunk: Chunk, runs: Sequence[MemberRun]) -> None:
     """Holds (on host) the final state of finished members that are in the test_top now;
-    only those are copied off the device."""
+    only those are copied off the device. Every status `ranking` ranks is kept (a pruned
+    member is a trained model too), so the test_top always gets K members when K are ranked."""
     if self.test_top <= 0:
       return
     allowed = {r.trial.member_id for r in self.ranking()[:self.test_top]}
     for run in runs:
       member_id = run.trial.member_id
-      if member_id in allowed and run.status in ("complete", "stopped") and run.epochs_run:
+      if member_id in allowed and run.epochs_run:
         i = chunk.index(member_id)
         self._kept[member_id] = jax.device_get(
             (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))

@@ -36,3 +36,17 @@ def test_validation_loss_is_the_plain_loss_without_label_smoothing(tmp_path):
   assert abs(smooth.history["train_loss"][0] - plain.history["train_loss"][0]) > 1e-3
   assert smooth.history["val_loss"][0] == pytest.approx(plain.history["val_loss"][0], rel=1e-6)
   assert smooth.test["loss"] == pytest.approx(plain.test["loss"], rel=1e-6)
+
+
+def test_test_top_evaluates_k_members_even_when_the_best_were_pruned(tmp_path):
+  """Successive halving prunes most members; pruned members are ranked by their validation
+  objective like the others, so the K best must all get a test evaluation."""
+  k = 6
+  runs, recs = _sweep(tmp_path, "--strategy=successive_halving", "--trials=8", "--epochs=4",
+                      "--eta=2", f"--test_top={k}", "--space=optimizer=adam",
+                      "--space=lr=loguniform(1e-3, 1e-1)")
+  assert sum(r.status == "pruned" for r in recs.values()) >= 4
+  ranked = sorted((r for r in recs.values() if r.status in ("complete", "stopped", "pruned")),
+                  key=lambda r: (-r.objective_value("val_acc"), r.member_id))
+  tested = sorted(i for i, r in recs.items() if r.test is not None)
+  assert tested == sorted(r.member_id for r in ranked[:k])

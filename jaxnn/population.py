@@ -32,6 +32,7 @@ import optax
 
 from jaxnn import data as data_lib
 from jaxnn import initializers, losses, optim, schedules
+from jaxnn import member as member_lib
 from jaxnn.member import BucketSpec
 
 Hparams = Mapping[str, jax.Array]
@@ -96,9 +97,8 @@ def _model(spec: BucketSpec):
 
 
 def steps_per_epoch(spec: BucketSpec, num_train: int) -> int:
-  """Full batches per epoch: the last partial batch is dropped (a fresh permutation each epoch
-  means every example is still seen about equally often)."""
-  return max(num_train // min(spec.batch_size, num_train), 1)
+  """Full batches per epoch (see `member.steps_per_epoch`)."""
+  return member_lib.steps_per_epoch(spec.batch_size, num_train)
 
 
 def _member_key(hp: Hparams) -> jax.Array:

@@ -213,7 +213,8 @@ def _check_member_configs(space, strategy, cfg) -> None:
     config = space.sample(RandomSuggest(rng))
     config.setdefault("epochs", cfg.epochs)
     try:
-      member.resolve(config, num_classes=10)
+      # Any size will do: it only sets defaults (per-step schedule lengths), never validity.
+      member.resolve(config, num_classes=10, num_train=2**20)
     except member.ConfigError as e:
       raise ValueError(str(e)) from None
 

@@ -154,7 +154,7 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
   data_bytes = int((num_train + num_val) * np.prod(input_shape) * itemsize)
   groups: dict[BucketSpec, list[PlannedMember]] = {}
   for trial in trials:
-    spec, row = member_lib.resolve(trial.config, num_classes=num_classes)
+    spec, row = member_lib.resolve(trial.config, num_classes=num_classes, num_train=num_train)
     groups.setdefault(spec, []).append(PlannedMember(trial, spec, row))
   buckets = []
   for spec, members in groups.items():

@@ -378,7 +378,8 @@ class SweepLoop:
     child_chunk, ci = self._locate(action.member_id)
     parent_chunk, pi = self._locate(action.parent_id)
     child = self.members[action.member_id]
-    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes)
+    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
+                                   num_train=self.dataset.train.x.shape[0])
     if spec != child_chunk.spec or spec != parent_chunk.spec:
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
@@ -482,7 +483,7 @@ class SweepLoop:
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
-    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
                for m in meta["members"]}
 
     def abstract(ids):
@@ -505,7 +506,7 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
     self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
                          int(nbytes), vectorize)
@@ -603,9 +604,10 @@ def _member_meta(run: MemberRun) -> dict[str, Any]:
   return meta
 
 
-def _member_from_meta(meta: Mapping[str, Any], num_classes: int) -> MemberRun:
+def _member_from_meta(meta: Mapping[str, Any], dataset) -> MemberRun:
   trial = Trial(**meta["trial"])
-  spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
+  spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
+                               num_train=dataset.train.x.shape[0])
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
 
 

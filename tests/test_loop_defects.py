@@ -50,3 +50,34 @@ def test_test_top_evaluates_k_members_even_when_the_best_were_pruned(tmp_path):
                   key=lambda r: (-r.objective_value("val_acc"), r.member_id))
   tested = sorted(i for i, r in recs.items() if r.test is not None)
   assert tested == sorted(r.member_id for r in ranked[:k])
+
+
+def _lr_by_schedule(recs):
+  return {r.params["schedule"]: r.history["lr"] for r in recs.values()}
+
+
+def test_per_step_schedules_with_default_lengths_follow_the_per_epoch_curves(tmp_path):
+  """Left at their defaults, per-step lengths are in steps (horizon = epochs * steps per epoch,
+  step_size one epoch of steps, exponential's gamma per step), so at every epoch boundary a
+  per-step schedule gives the per-epoch one's rate instead of ~0 after step 0."""
+  common = ["--strategy=grid", "--epochs=3", "--test_top=0", "--space=optimizer=sgd",
+            "--space=lr=0.1", "--space=schedule=grid(cosine, exponential, step, one_cycle)"]
+  _, per_epoch = _sweep(tmp_path, *common, "--space=schedule_per=epoch", name="epoch")
+  _, per_step = _sweep(tmp_path, *common, "--space=schedule_per=step", name="step")
+  epoch_lr, step_lr = _lr_by_schedule(per_epoch), _lr_by_schedule(per_step)
+  for schedule in ("cosine", "exponential", "step"):
+    np.testing.assert_allclose(step_lr[schedule], epoch_lr[schedule], rtol=1e-4, err_msg=schedule)
+  assert epoch_lr["cosine"] == pytest.approx([0.1, 0.075, 0.025], rel=1e-4)
+  assert epoch_lr["exponential"] == pytest.approx([0.1, 0.01, 0.001], rel=1e-4)
+  # One-cycle rises from lr/25 to lr and falls over the whole run, not within one step.
+  assert step_lr["one_cycle"][0] == pytest.approx(0.1 / 25, rel=1e-4)
+  assert min(step_lr["one_cycle"][1:]) > 0.02
+
+
+def test_warmup_cosine_per_epoch_never_trains_an_epoch_at_rate_zero(tmp_path):
+  _, recs = _sweep(tmp_path, "--strategy=grid", "--epochs=4", "--test_top=0",
+                   "--space=optimizer=sgd", "--space=lr=0.3", "--space=schedule=warmup_cosine",
+                   "--space=warmup=2", "--space=lr_min=0.0")
+  (rec,) = recs.values()
+  assert rec.history["lr"][:3] == pytest.approx([0.1, 0.2, 0.3], rel=1e-5)
+  assert rec.history["lr"][3] == pytest.approx(0.3 * 0.5 * (1 + np.cos(np.pi / 2)), rel=1e-4)

@@ -301,6 +301,13 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
                  "val_acc": val_acc, "lr": lr}
 
 
+# The same program without donating `state`: after a failed call (an allocation failure) the
+# input state is intact, so the sweep loop can split the population and retry from it. The
+# planner budgets the old and the new state side by side, so this uses no memory it does not
+# count; `train_epoch` (donating) stays for drivers that never retry.
+train_epoch_retryable = jax.jit(train_epoch.__wrapped__, static_argnames=("spec", "vectorize"))
+
+
 def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap"):
   x_chunks, y_chunks, mask = _chunked(spec, x, y)
   member_eval = functools.partial(_member_evaluate, spec, x_chunks, y_chunks, mask, mean, std)

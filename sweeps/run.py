@@ -99,7 +99,7 @@ class Chunk:
   spec: member_lib.BucketSpec
   ids: list[int]
   hparams: dict[str, jax.Array]
-  state: population.MemberState
+  state: population.MemberState | None   # None until initialized (see SweepLoop._init_chunk)
   member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
   vectorize: str | None = None   # 'vmap' or 'map' once chosen (see SweepLoop._choose_vectorize)
 
@@ -169,25 +169,41 @@ class SweepLoop:
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
-        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
+        hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
+        chunk = Chunk(bucket.spec, ids, hparams, None, bucket.member_bytes)
+        self.chunks.append(chunk)
+        self._init_chunk(chunk)
     self.on_plan(plan)
 
-  def _init_chunks(self, spec, ids, rows, member_bytes) -> list[Chunk]:
-    """Initializes a chunk; on an allocation failure splits it in halves and retries."""
+  def _init_chunk(self, chunk: Chunk) -> None:
+    """Initializes a chunk's state; on an allocation failure, `_split_out_of_memory`."""
     try:
-      self._check_memory(member_bytes * len(ids))
-      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
-      return [Chunk(spec, ids, hparams, population.init(spec, hparams, self.data), member_bytes)]
+      self._check_memory(chunk.member_bytes * len(chunk.ids))
+      chunk.state = population.init(chunk.spec, chunk.hparams, self.data)
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
-      if not is_out_of_memory(e):
-        raise
-      if len(ids) == 1:
-        self._fail(ids[0], f"out of memory even alone: {_first_line(e)}")
-        return []
-      half = len(ids) // 2
-      self._note_split(ids, half, e)
-      return (self._init_chunks(spec, ids[:half], rows[:half], member_bytes)
-              + self._init_chunks(spec, ids[half:], rows[half:], member_bytes))
+      for part in self._split_out_of_memory(chunk, e):
+        self._init_chunk(part)
+
+  def _split_out_of_memory(self, chunk: Chunk, error: Exception) -> list[Chunk]:
+    """The one out-of-memory path, for init and training alike: the chunk is replaced in
+    `self.chunks` by its two halves (a gather of hparams and, once it exists, of the state, which
+    is intact: training runs the non-donating program), returned for the caller to retry; a
+    single member is recorded as failed with the reason. Other errors are re-raised."""
+    if not is_out_of_memory(error):
+      raise error
+    position = self.chunks.index(chunk)
+    if len(chunk.ids) == 1:
+      self.chunks.pop(position)
+      self._fail(chunk.ids[0], f"out of memory even alone: {_first_line(error)}")
+      return []
+    half = len(chunk.ids) // 2
+    self._note_split(chunk.ids, half, error)
+    parts = [Chunk(chunk.spec, chunk.ids[a:b], _take(chunk.hparams, list(range(a, b))),
+                   None if chunk.state is None else _take(chunk.state, list(range(a, b))),
+                   chunk.member_bytes, chunk.vectorize)
+             for a, b in ((0, half), (half, len(chunk.ids)))]
+    self.chunks[position:position + 1] = parts
+    return parts
 
   def _note_split(self, ids, half, error) -> None:
     for member_id in ids:
@@ -218,25 +234,12 @@ class SweepLoop:
 
   def train_chunk(self, chunk: Chunk) -> None:
     """Trains a chunk to the phase's end; on an allocation failure the chunk is split in halves
-    (a gather of its members' states) and each half retried, down to single members, which are
-    then recorded as failed with the reason."""
+    (`_split_out_of_memory`) and each half retried from the state before the failed epoch, down
+    to single members, which are then recorded as failed with the reason."""
     try:
       self._train_chunk(chunk)
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
-      if not is_out_of_memory(e):
-        raise
-      position = self.chunks.index(chunk)
-      if len(chunk.ids) == 1:
-        self.chunks.pop(position)
-        self._fail(chunk.ids[0], f"out of memory even alone: {_first_line(e)}")
-        return
-      half = len(chunk.ids) // 2
-      self._note_split(chunk.ids, half, e)
-      parts = [Chunk(chunk.spec, chunk.ids[a:b], _take(chunk.hparams, list(range(a, b))),
-                     _take(chunk.state, list(range(a, b))), chunk.member_bytes, chunk.vectorize)
-               for a, b in ((0, half), (half, len(chunk.ids)))]
-      self.chunks[position:position + 1] = parts
-      for part in parts:
+      for part in self._split_out_of_memory(chunk, e):
         self.train_chunk(part)
 
   def _train_chunk(self, chunk: Chunk) -> None:
@@ -246,15 +249,18 @@ class SweepLoop:
       wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
       if not wants.any():
         return
-      self._check_memory(chunk.member_bytes * len(chunk.ids))
       if self.mesh is not None:   # no copy when already placed
         chunk.hparams, chunk.state = mesh_lib.place_population(chunk.hparams, chunk.state,
                                                                self.mesh)
       self._choose_vectorize(chunk)
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
-      chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
-                                                    self.data, vectorize=chunk.vectorize)
+      # Not donated: if the epoch fails to allocate, chunk.state is still the state before it.
+      state, metrics = population.train_epoch_retryable(chunk.spec, chunk.state, chunk.hparams,
+                                                        self.data, vectorize=chunk.vectorize)
+      # A simulated failure lands where a real one does: after the program was called.
+      self._check_memory(chunk.member_bytes * len(chunk.ids))
+      chunk.state = state
       host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
@@ -615,9 +621,21 @@ class SimulatedOutOfMemory(MemoryError):
   """Raised in place of a real allocation failure when testing the back-off path."""
 
 
+# How XLA words an allocation failure (GPU BFC allocator, CUDA, TPU compile and run); the
+# status code alone is not enough: RESOURCE_EXHAUSTED also reports other exhausted resources.
+_XLA_OUT_OF_MEMORY = ("out of memory", "ran out of memory", "failed to allocate",
+                      "cuda_error_out_of_memory", "allocator ran out")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-  """An allocation failure from XLA (compile or run) or the simulated one."""
-  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)
+  """An allocation failure from XLA (compile or run) or the simulated one; nothing else."""
+  if isinstance(error, SimulatedOutOfMemory):
+    return True
+  if not isinstance(error, jax.errors.JaxRuntimeError):
+    return False
+  text = str(error)
+  return (text.startswith("RESOURCE_EXHAUSTED")
+          and any(words in text.lower() for words in _XLA_OUT_OF_MEMORY))
 
 
 def _first_line(error: BaseException) -> str:

@@ -93,6 +93,10 @@ DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_bu
                  "simulate_device_mb", "study_storage", "conv_vectorize")
 
 
+# Below this a budget is a typo (0.01 for 10 GB?), not a device: no program fits in it.
+MIN_MEMORY_BUDGET_MB = 1.0
+
+
 class UsageError(ValueError):
   """Bad flags: printed as one line each, exit status 2."""
 
@@ -166,8 +170,9 @@ def validate(cfg: SweepConfig):
   need(0.0 < cfg.pbt_fraction <= 0.5,
        f"--pbt_fraction: got {cfg.pbt_fraction}; allowed: a number in (0, 0.5]")
   need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
-  need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
-       f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
+  need(cfg.memory_budget_mb is None or cfg.memory_budget_mb >= MIN_MEMORY_BUDGET_MB,
+       f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number >= "
+       f"{MIN_MEMORY_BUDGET_MB} (MiB of device memory)")
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
   try:
     data.registry.resolve(cfg.dataset, cfg.data_dir)

@@ -4,10 +4,12 @@ tiny MLPs, so every test takes seconds."""
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
-from sweeps import cli, records
+from jaxnn import member, population
+from sweeps import cli, records, run
 
 TOY = ["--dataset=spiral", "--space=model=mlp", "--space=widths=[8]", "--space=batch_size=50",
        "--noprogress"]
@@ -81,3 +83,70 @@ def test_warmup_cosine_per_epoch_never_trains_an_epoch_at_rate_zero(tmp_path):
   (rec,) = recs.values()
   assert rec.history["lr"][:3] == pytest.approx([0.1, 0.2, 0.3], rel=1e-5)
   assert rec.history["lr"][3] == pytest.approx(0.3 * 0.5 * (1 + np.cos(np.pi / 2)), rel=1e-4)
+
+
+def _xla_out_of_memory():
+  return jax.errors.JaxRuntimeError(
+      "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1048576 bytes.")
+
+
+def test_out_of_memory_in_a_training_epoch_splits_and_finishes_with_the_same_records(
+    tmp_path, monkeypatch):
+  """An allocation failure raised by the epoch program itself (after it was called, where a
+  donated state would already be gone) in the second epoch of a 4-member chunk: the chunk is
+  split and retried from its state before that epoch; every record equals the uninterrupted
+  sweep's, plus the split event."""
+  argv = ["--strategy=grid", "--epochs=3", "--test_top=4", "--space=optimizer=momentum",
+          "--space=lr=grid(0.01, 0.03, 0.1, 0.3)"]
+  _, reference = _sweep(tmp_path, *argv, name="reference")
+  real = population.train_epoch_retryable
+  failures = []
+
+  def failing_once(spec, state, hparams, data, vectorize="vmap"):
+    out = real(spec, state, hparams, data, vectorize=vectorize)
+    if not failures and state.step.shape[0] == 4 and int(state.epoch[0]) == 1:
+      failures.append(1)
+      raise _xla_out_of_memory()
+    return out
+
+  monkeypatch.setattr(population, "train_epoch_retryable", failing_once)
+  _, recs = _sweep(tmp_path, *argv, name="oom")
+  assert failures == [1]
+  assert sorted(recs) == sorted(reference)
+  for i, rec in recs.items():
+    ref = reference[i]
+    assert rec.status == ref.status == "complete"
+    for metric, values in ref.history.items():
+      np.testing.assert_allclose(rec.history[metric], values, rtol=1e-5, err_msg=metric)
+    assert rec.test == pytest.approx(ref.test, rel=1e-5)
+    splits = [e for e in rec.events if e["kind"] == "split"]
+    assert len(splits) == 1 and splits[0]["epoch"] == 1
+    assert "chunk of 4 out of memory, retried as 2+2" in splits[0]["reason"]
+
+
+def test_only_xla_allocation_failures_count_as_out_of_memory():
+  assert run.is_out_of_memory(_xla_out_of_memory())
+  assert run.is_out_of_memory(jax.errors.JaxRuntimeError(
+      "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+      "hbm. Used 20.5G of 15.48G hbm."))
+  assert run.is_out_of_memory(run.SimulatedOutOfMemory("RESOURCE_EXHAUSTED: simulated"))
+  assert not run.is_out_of_memory(jax.errors.JaxRuntimeError(
+      "RESOURCE_EXHAUSTED: too many open files"))
+  assert not run.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED: Out of memory"))
+  assert not run.is_out_of_memory(MemoryError("host allocation"))
+
+
+def test_batch_larger_than_the_training_set_is_refused_not_clamped(tmp_path):
+  workdir = tmp_path / "big_batch"
+  cfg = cli.config_from_argv([f"--workdir={workdir}", *TOY, "--space=batch_size=100000",
+                              "--strategy=grid", "--epochs=1"], "spiral")
+  space, strategy = cli.validate(cfg)
+  with pytest.raises(member.ConfigError, match=r"batch_size: got 100000; allowed: at most the"):
+    cli.run_sweep(cfg, space, strategy, out=open(os.devnull, "w"))
+  assert not workdir.exists()
+
+
+def test_an_implausible_memory_budget_is_refused():
+  cfg = cli.config_from_argv(["--dry_run", *TOY, "--memory_budget_mb=0.01"], "spiral")
+  with pytest.raises(cli.UsageError, match=r"--memory_budget_mb: got 0.01; allowed: a number >= 1"):
+    cli.validate(cfg)

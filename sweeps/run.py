@@ -4,10 +4,12 @@
         -> finished members recorded and told -> compaction -> ask again ...
 
 A *chunk* here is a live population: one BucketSpec, a list of member ids, their stacked
-hyperparameters and state on the device. Members leave a chunk when they finish (complete,
-early-stopped, pruned, diverged); the chunk is compacted (a gather) once at least half of it is
-finished, so dropped members stop costing compute. PBT exploits copy a parent's state into a
-child's slot by indexing, also across chunks of the same bucket.
+hyperparameters and state on the device. Members leave a chunk through one path, `_retire`:
+early-stopped (and, unless the strategy may revive them, diverged) members at the end of the
+epoch they stopped in, the others at the sync; the chunk is compacted at once (a gather), so
+retired members stop costing compute. PBT exploits copy a parent's state into a child's slot by
+indexing, also across chunks of the same bucket; a diverged member waits, frozen, for the next
+PBT sync, where it is replaced first.
 
 Metrics come to the host once per epoch per chunk (one device_get of a few [members] arrays).
 The held-out test split is used only at the end, on the `test_top` best members by the
@@ -267,7 +269,13 @@ class SweepLoop:
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
       self.on_epoch(self, chunk)
-      if self._retire_stopped(chunk):
+      gone = [r for r in runs if r.status == "stopped"
+              or (r.status == "diverged" and not self._may_revive())]
+      if gone:
+        self._retire(gone)
+        if not chunk.ids:
+          self.checkpoint()
+          return
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
 
@@ -308,24 +316,10 @@ class SweepLoop:
       run.events.append({"epoch": run.epochs_run, "kind": "vectorize",
                          "choice": chunk.vectorize, "probe_seconds": seconds})
 
-  def _retire_stopped(self, chunk: Chunk) -> bool:
-    """Once at least half of a chunk has stopped early or diverged, those members are recorded,
-    told to the strategy and dropped from the chunk (a gather), so they stop costing compute.
-    The chunk object is updated in place. Returns True if it shrank."""
-    gone = [i for i, m in enumerate(chunk.ids)
-            if self.members[m].status in ("stopped", "diverged")]
-    if len(chunk.ids) < 2 or 2 * len(gone) < len(chunk.ids) or len(gone) == len(chunk.ids):
-      return False
-    runs = [self.members[chunk.ids[i]] for i in gone]
-    self._keep_for_test(chunk, runs)
-    self.on_record([r.record(self.objective) for r in runs])
-    for run in runs:
-      self.strategy.tell(run.report())
-    live = [i for i in range(len(chunk.ids)) if i not in gone]
-    chunk.ids = [chunk.ids[i] for i in live]
-    chunk.hparams = _take(chunk.hparams, live)
-    chunk.state = _take(chunk.state, live)
-    return True
+  def _may_revive(self) -> bool:
+    """Whether the strategy can give a diverged member a new start at its next sync (PBT
+    replaces diverged members first), so it waits, frozen, for that sync instead of retiring."""
+    return self.strategy.sync_every() is not None
 
   def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
     run.wall_time += seconds
@@ -391,11 +385,21 @@ class SweepLoop:
                        "program (only numeric hyperparameters may change)")
     keep = {"member_id", "seed"}
     row = {**row, "seed": child.row["seed"]}
-    child_chunk.state = child_chunk.state.replace(
-        params=_copy_slot(child_chunk.state.params, ci, parent_chunk.state.params, pi),
-        batch_stats=_copy_slot(child_chunk.state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
-        opt_state=_copy_slot(child_chunk.state.opt_state, ci, parent_chunk.state.opt_state, pi),
-        step=child_chunk.state.step.at[ci].set(parent_chunk.state.step[pi]))
+    state = child_chunk.state
+    if child.status == "diverged":
+      # A new start from the parent's state: the flags that froze it are cleared, and the
+      # epochs it did not train stay empty in its history, so it counts epochs like the others.
+      gap = self.members[action.parent_id].epochs_run - child.epochs_run
+      for values in child.history.values():
+        values.extend([None] * gap)
+      child.status, child.reason = "running", None
+      state = state.replace(active=state.active.at[ci].set(True),
+                            diverged=state.diverged.at[ci].set(False))
+    child_chunk.state = state.replace(
+        params=_copy_slot(state.params, ci, parent_chunk.state.params, pi),
+        batch_stats=_copy_slot(state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
+        opt_state=_copy_slot(state.opt_state, ci, parent_chunk.state.opt_state, pi),
+        step=state.step.at[ci].set(parent_chunk.state.step[pi]))
     new_row = population.stack_rows([row], [action.member_id])
     child_chunk.hparams = {
         k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
@@ -437,29 +441,27 @@ class SweepLoop:
       if member_id not in allowed:
         del self._kept[member_id]
 
-  def _compact(self, chunk: Chunk, force: bool) -> Chunk | None:
-    live = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "running"]
-    if not live:
-      return None
-    if not force and len(live) * 2 > len(chunk.ids):
-      return chunk
-    if len(live) == len(chunk.ids):
-      return chunk
-    return Chunk(chunk.spec, [chunk.ids[i] for i in live], _take(chunk.hparams, live),
-                 _take(chunk.state, live), chunk.member_bytes, chunk.vectorize)
-
   def _retire(self, finished: Sequence[MemberRun]) -> None:
+    """The one retire path (early stopped, diverged, complete, pruned): the members are
+    recorded, told to the strategy, kept for the test when they rank in test_top, and dropped
+    from their chunks at once (a gather, in place), so they stop costing compute."""
     if not finished:
       return
     finished_ids = {r.trial.member_id for r in finished}
     for chunk in self.chunks:
       self._keep_for_test(chunk, [r for r in finished if r.trial.member_id in chunk.ids])
-    records = [r.record(self.objective) for r in finished]
-    self.on_record(records)
+    self.on_record([r.record(self.objective) for r in finished])
     for run in finished:
       self.strategy.tell(run.report())
-    self.chunks = [c for c in (self._compact(c, force=True) for c in self.chunks) if c is not None]
-    assert not any(i in finished_ids for c in self.chunks for i in c.ids)
+    for chunk in self.chunks:
+      keep = [i for i, m in enumerate(chunk.ids) if m not in finished_ids]
+      if len(keep) < len(chunk.ids) and keep:
+        chunk.ids = [chunk.ids[i] for i in keep]
+        chunk.hparams = _take(chunk.hparams, keep)
+        chunk.state = _take(chunk.state, keep)
+      elif not keep:
+        chunk.ids = []
+    self.chunks = [c for c in self.chunks if c.ids]
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
@@ -552,8 +554,10 @@ class SweepLoop:
         self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
         self.on_record([self.members[i].record(self.objective) for i in chunk.ids])
+      # Diverged members still in a chunk wait for this sync (see _may_revive): reported, so
+      # the strategy can replace them; those it leaves are finished below.
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
-              if self.members[m].status == "running"}
+              if self.members[m].status in ("running", "diverged")}
       self.apply(self.strategy.on_sync(live))
       self._retire(self._finish_ready())
       self.phase = "ask"

@@ -2,14 +2,17 @@
 `cli.run_sweep` -> `sweeps.run.SweepLoop` -> `jaxnn.population`, on the toy spiral set with
 tiny MLPs, so every test takes seconds."""
 
+import collections
 import os
 
 import jax
 import numpy as np
 import pytest
 
-from jaxnn import member, population
-from sweeps import cli, records, run
+from jaxnn import data, member, population
+from sweeps import cli, records, run, strategies
+from sweeps import space as space_lib
+from sweeps.strategies import base
 
 TOY = ["--dataset=spiral", "--space=model=mlp", "--space=widths=[8]", "--space=batch_size=50",
        "--noprogress"]
@@ -150,3 +153,53 @@ def test_an_implausible_memory_budget_is_refused():
   cfg = cli.config_from_argv(["--dry_run", *TOY, "--memory_budget_mb=0.01"], "spiral")
   with pytest.raises(cli.UsageError, match=r"--memory_budget_mb: got 0.01; allowed: a number >= 1"):
     cli.validate(cfg)
+
+
+def test_early_stopped_members_leave_their_chunk_at_once(tmp_path):
+  """lr=0 never improves val_loss, so with patience 1 that member stops after its 2nd epoch
+  while the others train on: from then on it must not be in the chunk that trains (before the
+  fix it kept computing until half of its chunk had stopped)."""
+  dataset = data.load("spiral", val_fraction=0.2, seed=0)
+  space = space_lib.parse(["model=mlp", "widths=[8]", "batch_size=50", "optimizer=sgd",
+                           "lr=grid(0.0, 0.1, 0.2, 0.3)"])
+  strategy = strategies.make_strategy(
+      "grid", space, base.Settings(epochs=4, objective="val_loss"))
+  trained_in_chunk = collections.Counter()
+  told = []
+
+  def on_epoch(loop, chunk):
+    trained_in_chunk.update(chunk.ids)
+
+  loop = run.SweepLoop(strategy, dataset, objective="val_loss", test_top=0,
+                       early_stopping=run.EarlyStopping(patience=1, monitor="val_loss"),
+                       on_epoch=on_epoch, on_record=lambda recs: None)
+  real_tell = strategy.tell
+  strategy.tell = lambda report: (told.append((report.member_id, report.status)),
+                                  real_tell(report))
+  runs = {r.trial.member_id: r for r in loop.run()}
+  assert runs[0].status == "stopped" and runs[0].epochs_run == 2
+  assert told[0] == (0, "stopped")   # told as it stopped, not at the end of the phase
+  for member_id, r in runs.items():
+    assert trained_in_chunk[member_id] == r.epochs_run, member_id
+  assert sum(r.status == "running" for r in runs.values()) == 0
+
+
+def test_pbt_replaces_members_that_diverge(tmp_path):
+  """lr from loguniform(0.01, 1e6): most of the population diverges in its first epoch. At
+  every sync the diverged members are replaced first (exploit of a healthy parent), so the
+  population stays whole instead of running on with the survivors."""
+  _, recs = _sweep(tmp_path, "--strategy=pbt", "--batch=6", "--epochs=4", "--pbt_interval=1",
+                   "--pbt_fraction=0.5", "--test_top=0", "--space=optimizer=sgd",
+                   "--space=lr=loguniform(0.01, 1e6)")
+  revived = 0
+  for rec in recs.values():
+    diverged = [e["epoch"] for e in rec.events if e["kind"] == "diverged"]
+    exploits = [e for e in rec.events if e["kind"] == "exploit"]
+    for epoch in diverged:
+      if epoch + 1 < 4:   # a sync followed: replaced there, as the first of the bottom
+        assert any(e["epoch"] == epoch + 1 and "diverged" in e["reason"] for e in exploits), \
+            rec.events
+        revived += 1
+    assert len(rec.history["val_acc"]) == rec.epochs_run
+  assert revived >= 2
+  assert sum(r.status == "complete" for r in recs.values()) >= 4

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jaxnn import activations, initializers, losses, models, optim, schedules
+from jaxnn.data.augment import PAD_MODES  # noqa: F401  (checked by resolve)
 
 
 class ConfigError(ValueError):
@@ -68,7 +69,7 @@ def model_option_fields() -> set[str]:
   """Every architecture option of every registered model (widths, depth, features, ...)."""
   return {o for name in models.list_models() for o in models.model_entry(name).options()
           if o not in _SHARED_MODEL_OPTIONS}
-PAD_MODES = ("reflect", "constant")
+# PAD_MODES: defined once, by the augmentation that reads it (imported above).
 SHUFFLES = ("member", "shared")
 
 

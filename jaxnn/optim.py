@@ -142,14 +142,6 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
   return optax.masked(transform, mask) if mask is not None else transform
 
 
-def penalty(params, l1, l2, mask) -> jax.Array:
-  """The value of the L1/L2 penalty whose gradient add_l1_l2 adds (for reporting)."""
-  leaves = [p for p, m in zip(jax.tree_util.tree_leaves(params),
-                              jax.tree_util.tree_leaves(mask)) if m]
-  return sum((l1 * jnp.abs(p).sum() + l2 * jnp.square(p).sum() for p in leaves),
-             jnp.float32(0.0))
-
-
 def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
                    schedule_per: str = "epoch", steps_per_epoch: int = 1,
                    regularize_biases: bool = False) -> optax.GradientTransformation:

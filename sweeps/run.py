@@ -31,11 +31,12 @@ from jaxnn import member as member_lib
 from jaxnn import population
 from launch import mesh as mesh_lib
 from sweeps import plan as plan_lib
+from sweeps import vocab
 from sweeps.records import Record
 from sweeps.strategies import base
 from sweeps.strategies.base import Exploit, Extend, Report, Stop, Trial
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+METRICS = vocab.METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +92,7 @@ def _best_epoch(history, objective) -> int | None:
   values = [(v, i) for i, v in enumerate(history[objective]) if v is not None]
   if not values:
     return None
-  pick = max if base.OBJECTIVES[objective] == "maximize" else min
-  return pick(values)[1]
+  return vocab.best(values, objective)[1]
 
 
 @dataclasses.dataclass
@@ -294,8 +294,9 @@ class SweepLoop:
     elif len(chunk.ids) == 1:   # one member: the plain, unbatched program (vmap of one
       chunk.vectorize = "map"   # member still batches every matmul and conv)
       return
-    if chunk.spec.model == "mlp" or mode != "auto":
-      chunk.vectorize = "vmap" if chunk.spec.model == "mlp" or mode == "auto" else mode
+    convolutional = member_lib.models.model_entry(chunk.spec.model).convolutional
+    if not convolutional or mode != "auto":
+      chunk.vectorize = "vmap" if not convolutional or mode == "auto" else mode
       return
     n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * chunk.spec.batch_size)
     probe = self.data._replace(train_x=self.data.train_x[:n], train_y=self.data.train_y[:n],
@@ -339,8 +340,8 @@ class SweepLoop:
     value = run.history[rule.monitor][-1]
     if value is None:
       return
-    sign = 1.0 if base.OBJECTIVES[rule.monitor] == "maximize" else -1.0
-    if run.best_monitor is None or sign * (value - run.best_monitor) > rule.min_delta:
+    if (run.best_monitor is None
+        or vocab.oriented(value - run.best_monitor, rule.monitor) > rule.min_delta):
       run.best_monitor, run.since_best = value, 0
       return
     run.since_best += 1
@@ -465,12 +466,12 @@ class SweepLoop:
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
-    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
     scored = []
     for run in self.members.values():
       values = [v for v in run.history[self.objective] if v is not None]
-      if run.status in ("complete", "stopped", "pruned") and values:
-        scored.append((-sign * (max(values) if sign > 0 else min(values)), run.trial.member_id, run))
+      if run.status in vocab.RANKED_STATUSES and values:
+        best = vocab.best(values, self.objective)
+        scored.append((-vocab.oriented(best, self.objective), run.trial.member_id, run))
     return [run for *_, run in sorted(scored, key=lambda t: t[:2])]
 
   # ----------------------------------------------------------------------- checkpointing

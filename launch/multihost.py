@@ -112,3 +112,10 @@ def to_host(tree: Any) -> Any:
     return jax.device_get(x)
 
   return jax.tree_util.tree_map(fetch, tree)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reached the barrier `name` (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)

@@ -280,9 +280,17 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import records as records_lib
   from sweeps import report as report_lib
   from sweeps.run import EarlyStopping, SweepLoop
+  from launch import multihost
 
   start = time.time()
+  # Several processes (jax.distributed): every one runs the same loop on the same values, but
+  # only process 0 writes the workdir and prints; checkpoints are written by all (Orbax).
+  primary = multihost.is_primary()
+  if not primary:
+    out = open(os.devnull, "w")
   resuming = check_resume(cfg)
+  # Every process has looked at the workdir before process 0 may write into it.
+  multihost.barrier("sweep_start")
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
     dataset = _placeholder(cfg)   # planning needs shapes only: no decoding for a dry run
   else:
@@ -310,10 +318,11 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   checkpointer = checkpoint_lib.SweepCheckpointer(
       workdir, every_epochs=cfg.checkpoint_every_epochs,
       every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
-  bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
+  bar = progress_lib.SweepProgress(enabled=cfg.progress and primary, total_epochs=None)
 
   def on_record(records):
-    records_lib.append_records(workdir, records)
+    if primary:
+      records_lib.append_records(workdir, records)
     bar.finished(records)
 
   loop = SweepLoop(
@@ -331,6 +340,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.
+    if not primary:
+      plans.append(None)
+      return
     if not plans:
       os.makedirs(workdir, exist_ok=True)
       _write_json(os.path.join(workdir, "config.json"),
@@ -349,6 +361,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
+  if not primary:
+    return runs
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)

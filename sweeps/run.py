@@ -28,6 +28,7 @@ import numpy as np
 from jaxnn import member as member_lib
 from jaxnn import population
 from launch import mesh as mesh_lib
+from launch import multihost
 from sweeps import plan as plan_lib
 from sweeps.records import Record
 from sweeps.strategies import base
@@ -255,7 +256,9 @@ class SweepLoop:
       start = time.perf_counter()
       chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
                                                     self.data, vectorize=chunk.vectorize)
-      host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
+      # One sync per epoch; with several processes a collective that gathers every member's
+      # metrics into every process (each process then takes the same decisions).
+      host = multihost.to_host({**metrics, "diverged": chunk.state.diverged})
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
         if wants[i]:
@@ -423,7 +426,7 @@ class SweepLoop:
       member_id = run.trial.member_id
       if member_id in allowed and run.status in ("complete", "stopped") and run.epochs_run:
         i = chunk.index(member_id)
-        self._kept[member_id] = jax.device_get(
+        self._kept[member_id] = multihost.to_host(
             (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))
     for member_id in list(self._kept):
       if member_id not in allowed:
@@ -494,12 +497,26 @@ class SweepLoop:
     chunks = []
     for ids in meta["chunks"]:
       hparams, state = abstract(ids)
-      chunks.append({"hparams": hparams, "state": state})
+      chunks.append(self._placed({"hparams": hparams, "state": state}, len(ids)))
     kept = []
     for member_id in meta["kept"]:
       _, state = abstract([member_id])
-      kept.append((state.params, state.batch_stats))
+      kept.append(self._placed((state.params, state.batch_stats), None))
     return {"chunks": chunks, "kept": kept}
+
+  def _placed(self, tree, num_members: int | None):
+    """Restore targets carry where each array goes: with several processes Orbax must know the
+    sharding (each process reads only its shards). `num_members` None: replicated."""
+    if self.mesh is None:
+      return tree
+    split = mesh_lib.population_sharding(num_members or 1, self.mesh)
+    replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+    def place(x):
+      where = split if num_members and len(x.shape) > 0 else replicated
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where)
+
+    return jax.tree_util.tree_map(place, tree)
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
@@ -511,7 +528,8 @@ class SweepLoop:
                    for ids, a, nbytes, vectorize in zip(meta["chunks"], arrays["chunks"],
                                                         meta["chunk_bytes"],
                                                         meta["chunk_vectorize"])]
-    self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
+    # Kept weights live on the host (see _keep_for_test), whatever the restore placed.
+    self._kept = {i: tuple(multihost.to_host(tuple(a))) for i, a in zip(meta["kept"], arrays["kept"])}
     self.plans = []
     self.restored_plans = list(meta["plans"])
 

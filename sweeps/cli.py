@@ -388,7 +388,11 @@ def main(argv: Sequence[str]) -> None:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)
     sys.exit(2)
   from launch import multihost
-  multihost.initialize_from_env()   # a no-op unless JAX_COORDINATOR_ADDRESS etc. are set
+  try:
+    multihost.initialize_from_env()   # a no-op unless JAX_COORDINATOR_ADDRESS etc. are set
+  except (ValueError, multihost.JoinError) as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(2)
   cfg = config_from_flags()
   try:
     space, strategy = validate(cfg)
@@ -400,6 +404,7 @@ def main(argv: Sequence[str]) -> None:
   from sweeps.run import Interrupted
   try:
     run_sweep(cfg, space, strategy)
+    multihost.finished()
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)

@@ -16,6 +16,7 @@ job template) set it, or from flags; with neither it is a single process and not
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -91,22 +92,52 @@ def initialize_from_env(coordinator_address: str | None = None, num_processes: i
     return True
   join_timeout = _int(JOIN_TIMEOUT_ENV, environ.get(JOIN_TIMEOUT_ENV, "60"))
   peer_timeout = _int(HEARTBEAT_TIMEOUT_ENV, environ.get(HEARTBEAT_TIMEOUT_ENV, "10"))
-  # Bounded waits: joining (an unreachable coordinator, a missing process) ends with an error
-  # after `join_timeout` s instead of JAX's 300 s. JAX's own heartbeat (3x ours) stays as the
-  # backstop; it aborts the process with a long C++ trace, so the watchdog below speaks first.
+  # Bounded waits. JAX aborts the process (SIGABRT, a long C++ trace) when joining fails, so a
+  # timer of ours speaks first: after `join_timeout` s it prints one line and exits 2. JAX's own
+  # timeouts stay as the backstop. Noticing a dead process later is the watchdog's job.
+  timer = threading.Timer(join_timeout, _join_failed, (address, process_id, num_processes,
+                                                      join_timeout))
+  timer.daemon = True
+  timer.start()
   try:
     jax.distributed.initialize(
         coordinator_address=address, num_processes=num_processes, process_id=process_id,
-        initialization_timeout=join_timeout, heartbeat_timeout_seconds=3 * peer_timeout)
-  except Exception as e:  # noqa: BLE001 - JAX raises XlaRuntimeError/RuntimeError subclasses
-    raise JoinError(
-        f"multihost: process {process_id} of {num_processes} could not join the coordinator at "
-        f"{address} within {join_timeout} s (unreachable, or the processes disagree on "
-        f"{PROCESSES_ENV}): {_first_line(e)}") from None
+        initialization_timeout=join_timeout + 30, heartbeat_timeout_seconds=3 * peer_timeout)
+  finally:
+    timer.cancel()
+  _check_counts(process_id, num_processes, join_timeout)
   from jax._src import distributed
   if distributed.global_state.client is not None:   # (None only where initialize is faked)
     _Watchdog(process_id, num_processes, peer_timeout).start()
   return True
+
+
+def _join_failed(address: str, process_id: int, num_processes: int, seconds: int) -> None:
+  host, _, port = address.rpartition(":")
+  try:
+    socket.create_connection((host, int(port)), timeout=2).close()
+    why = (f"the coordinator answers but not every process joined (one is missing, or the "
+           f"processes disagree on {PROCESSES_ENV}={num_processes})")
+  except (OSError, ValueError) as e:
+    why = f"the coordinator is unreachable ({e})"
+  print(f"multihost: process {process_id} of {num_processes} could not join the job at {address} "
+        f"within {seconds} s: {why}", file=sys.stderr, flush=True)
+  os._exit(2)
+
+
+def _check_counts(process_id: int, num_processes: int, seconds: int) -> None:
+  """Every process must have been started with the same process count (JAX accepts a process
+  that claims more; the sweep would then wait for one that never comes)."""
+  from jax._src import distributed
+  client = distributed.global_state.client
+  if client is None:   # initialize faked (tests)
+    return
+  client.key_value_set(f"jaxnn_count/{process_id}", str(num_processes), allow_overwrite=True)
+  counts = {peer: client.blocking_key_value_get(f"jaxnn_count/{peer}", seconds * 1000)
+            for peer in range(jax.process_count())}
+  if jax.process_count() != num_processes or set(counts.values()) != {str(num_processes)}:
+    raise JoinError(f"multihost: mismatched process counts: {PROCESSES_ENV} per process "
+                    f"{dict(sorted(counts.items()))}, {jax.process_count()} joined")
 
 
 class JoinError(RuntimeError):

@@ -11,7 +11,7 @@
 # and, when LAUNCH_DEVICES_PER_PROCESS=D is set (fake CPU devices, for testing on one CPU):
 #   JAX_PLATFORMS=cpu  XLA_FLAGS="$XLA_FLAGS --xla_force_host_platform_device_count=D"
 # Process 0's output goes to this terminal; process i's to $LAUNCH_LOG_DIR/process_i.log when
-# LAUNCH_LOG_DIR is set, else to this terminal too. The exit status is the first non-zero one
+# LAUNCH_LOG_DIR is set (with its pid in process_i.pid), else to this terminal too. The exit status is the first non-zero one
 # of the processes (0 when all succeed). Ctrl-C / SIGTERM are passed on to every process.
 set -uo pipefail
 if [[ $# -lt 2 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -26,14 +26,15 @@ if [[ -n "${LAUNCH_DEVICES_PER_PROCESS:-}" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=${LAUNCH_DEVICES_PER_PROCESS}"
 fi
 pids=()
+if [[ -n "${LAUNCH_LOG_DIR:-}" ]]; then mkdir -p "$LAUNCH_LOG_DIR"; fi
 for ((i = 0; i < num; i++)); do
   if [[ $i -gt 0 && -n "${LAUNCH_LOG_DIR:-}" ]]; then
-    mkdir -p "$LAUNCH_LOG_DIR"
     JAX_PROCESS_ID=$i "$@" >"$LAUNCH_LOG_DIR/process_$i.log" 2>&1 &
   else
     JAX_PROCESS_ID=$i "$@" &
   fi
   pids+=($!)
+  if [[ -n "${LAUNCH_LOG_DIR:-}" ]]; then echo $! >"$LAUNCH_LOG_DIR/process_$i.pid"; fi
 done
 trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM INT
 status=0

@@ -71,6 +71,10 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_string, "study_storage", None,
           "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
           "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
+  _define(flag_values, flags.DEFINE_string, "study_name", None,
+          "Many workers, one study (bayes, random): processes started with the same "
+          "--study_storage and --study_name share the sweep through that storage, each with "
+          "its own --workdir; together they train --trials members.")
   _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
 
 
@@ -84,7 +88,7 @@ def _define(flag_values, define, *args):
 SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
                 "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
                 "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top")
+                "val_subset", "test_subset", "test_top", "study_name")
 
 
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
@@ -363,7 +367,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     checkpointer.close()
   if not primary:
     return runs
-  report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
+  report_lib.write_reports(workdir, top=cfg.top,
+                           storage=None if cfg.study_name else cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",

@@ -122,7 +122,11 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
         stats.ablation_rows_as_dicts(stats.ablation_table(records, baseline)), columns))
 
   if "study" in include:
-    storage = storage or config.get("study_storage") or study.default_storage(workdir)
+    # A worker of a shared study (config "study_name") keeps its own export in its workdir:
+    # the shared storage holds the live study, never a copy per worker.
+    shared = config.get("study_name")
+    storage = storage or (None if shared else config.get("study_storage")) or \
+        study.default_storage(workdir)
     study.export_study(records, storage, name, objective_direction(objective),
                        objective=objective)
     written["study"] = storage

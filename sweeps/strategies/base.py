@@ -98,6 +98,8 @@ class Settings:
   sampler: str = "tpe"         # bayes: tpe | gp | cmaes
   seeds: int = 3               # ablation: repeats per variant
   cross: tuple[str, ...] = ()  # ablation: factors crossed into a grid (the rest one at a time)
+  study_storage: str | None = None   # shared study (bayes/random): an SQLAlchemy URL
+  study_name: str | None = None      # set: workers with this name share one study (shared.py)
 
 
 class Strategy(abc.ABC):

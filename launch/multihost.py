@@ -108,7 +108,9 @@ def initialize_from_env(coordinator_address: str | None = None, num_processes: i
   _check_counts(process_id, num_processes, join_timeout)
   from jax._src import distributed
   if distributed.global_state.client is not None:   # (None only where initialize is faked)
-    _Watchdog(process_id, num_processes, peer_timeout).start()
+    global _watchdog
+    _watchdog = _Watchdog(process_id, num_processes, peer_timeout)
+    _watchdog.start()
   return True
 
 
@@ -205,6 +207,16 @@ class _Watchdog(threading.Thread):
 
 
 _finished = threading.Event()
+_watchdog: _Watchdog | None = None
+
+
+def settle() -> None:
+  """Called when the main thread failed: with several processes a dead peer often shows up
+  first as a failed collective (the transport sees the closed connection before any timeout).
+  Gives the watchdog time to recognize it and stop this process with its one line; returns
+  (and the caller re-raises) when every peer is alive, i.e. the failure is this process's own."""
+  if _watchdog is not None and _watchdog.is_alive() and not _finished.is_set():
+    _watchdog.join(_watchdog.timeout + 3)
 
 
 def finished() -> None:

@@ -420,6 +420,9 @@ def main(argv: Sequence[str]) -> None:
     print(f"stopped by {e}: checkpoint saved in {cfg.workdir}; run the same command again to "
           "resume", file=sys.stderr)
     sys.exit(130 if str(e) == "SIGINT" else 143)
+  except Exception:
+    multihost.settle()   # a peer's death may surface here first: let the watchdog say so
+    raise
 
 
 def entry_point(default_dataset: str) -> None:

@@ -86,14 +86,20 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
     engine_kwargs = {}
   retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
       optuna.storages.RetryFailedTrialCallback
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")   # experimental/deprecated notes of the retry callback
-      return optuna.storages.RDBStorage(
-          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-          grace_period=grace_period, failed_trial_callback=retry(max_retry=MAX_RETRY))
-  except Exception as e:  # noqa: BLE001 - sqlalchemy/psycopg2 errors of every kind
-    raise ValueError(f"--study_storage: cannot open {_redact(url)}: {_first_line(e)}") from None
+  for attempt in range(3):
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # experimental/deprecated notes of the retry callback
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period, failed_trial_callback=retry(max_retry=MAX_RETRY))
+    except Exception as e:  # noqa: BLE001 - sqlalchemy/psycopg2 errors of every kind
+      # Workers that start together on an empty database race to create Optuna's tables:
+      # the loser sees a duplicate and finds the tables there when it tries again.
+      if attempt < 2 and any(s in str(e) for s in ("duplicate key", "already exists")):
+        time.sleep(1.0 + attempt)
+        continue
+      raise ValueError(f"--study_storage: cannot open {_redact(url)}: {_first_line(e)}") from None
 
 
 def _with_driver(url: str) -> str:

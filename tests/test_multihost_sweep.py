@@ -104,7 +104,6 @@ def test_a_killed_process_stops_the_other_in_one_line_and_the_sweep_resumes(refe
   assert proc.returncode == 75, err[-3000:]
   lines = [line for line in err.splitlines() if line.startswith("multihost:")]
   assert len(lines) == 1 and "process 1 stopped beating" in lines[0], err[-3000:]
-  print(err)
   assert "Traceback" not in err and "Check failure" not in err
   # The same command resumes from the last checkpoint to the uninterrupted records.
   proc = _launch(workdir, logs)

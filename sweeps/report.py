@@ -259,9 +259,10 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError("usage: python -m sweeps.report WORKDIR [--top K] [--compare OTHER]")
   workdir = argv[1]
-  if FLAGS.merge:
+  merge = FLAGS.merge if "merge" in FLAGS else []   # (a caller may define only the old flags)
+  if merge:
     try:
-      merge_workdirs(FLAGS.merge, workdir)
+      merge_workdirs(merge, workdir)
     except ValueError as e:
       raise app.UsageError(str(e)) from None
   if not os.path.isdir(workdir):

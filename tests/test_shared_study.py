@@ -81,19 +81,21 @@ def postgres(tmp_path_factory):
     run(os.path.join(binaries, "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
 
 
-def _env():
+def _env(grace=60):
+  # Heartbeats every second; a trial is stale after `grace` s of silence. Short only where no
+  # live worker can be mistaken for a dead one (a loaded machine may stall a heartbeat).
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAXNN_STUDY_HEARTBEAT="1",
-             JAXNN_STUDY_GRACE="4")
+             JAXNN_STUDY_GRACE=str(grace))
   for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     env.pop(name, None)
   return env
 
 
-def _worker(url, name, workdir, *extra):
+def _worker(url, name, workdir, *extra, grace=60):
   return subprocess.Popen(
       [sys.executable] + WORKER + [f"--study_storage={url}", f"--study_name={name}",
                                    f"--workdir={workdir}", *extra],
-      cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      cwd=ROOT, env=_env(grace), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _trials(url, name):
@@ -143,7 +145,8 @@ def test_a_killed_worker_leaves_no_trial_running_and_its_trials_are_retried(post
     time.sleep(0.2)
   victim.send_signal(signal.SIGKILL)
   victim.communicate()
-  survivor = _worker(postgres, name, tmp_path / "survivor", "--trials=4")
+  # The victim is dead: nothing alive can be mistaken for it, so a short grace period.
+  survivor = _worker(postgres, name, tmp_path / "survivor", "--trials=4", grace=4)
   _, err = survivor.communicate(timeout=600)
   assert survivor.returncode == 0, err[-3000:]
   trials = _trials(postgres, name)

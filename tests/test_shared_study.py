@@ -11,12 +11,14 @@ seconds.
 
 import glob
 import os
+import pathlib
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -47,7 +49,7 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
   """A PostgreSQL URL (database `postgres`, trust auth on 127.0.0.1)."""
   if os.environ.get("JAXNN_TEST_POSTGRES_URL"):
     yield os.environ["JAXNN_TEST_POSTGRES_URL"]
@@ -56,7 +58,9 @@ def postgres(tmp_path_factory):
   if binaries is None:
     pytest.skip("no PostgreSQL server binary (initdb, pg_ctl) found: apt-get install postgresql, "
                 "or set JAXNN_TEST_POSTGRES_URL")
-  base = tmp_path_factory.mktemp("pg")
+  # Not under pytest's basetemp: a concurrent pytest of the same user prunes old basetemps,
+  # which would pull the data directory from under the running server.
+  base = pathlib.Path(tempfile.mkdtemp(prefix="jaxnn_test_pg_"))
   data, port = base / "data", _free_port()
   as_user = []
   if os.geteuid() == 0:   # the server refuses to run as root
@@ -70,15 +74,16 @@ def postgres(tmp_path_factory):
       os.chmod(path, os.stat(path).st_mode | 0o011)   # let the server user traverse to base
     os.chown(base, user.pw_uid, user.pw_gid)
     as_user = ["runuser", "-u", "postgres", "--"]
-  run = lambda *cmd: subprocess.run(as_user + list(cmd), check=True, capture_output=True,
-                                    timeout=120)
+  run = lambda *cmd, check=True: subprocess.run(as_user + list(cmd), check=check,
+                                                capture_output=True, timeout=120)
   run(os.path.join(binaries, "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
   run(os.path.join(binaries, "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
       f"-h 127.0.0.1 -p {port} -k {base}", "start")
   try:
     yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
   finally:
-    run(os.path.join(binaries, "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+    run(os.path.join(binaries, "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _env(grace=60):

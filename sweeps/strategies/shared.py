@@ -53,7 +53,7 @@ def _first_line(error: BaseException) -> str:
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
   """The URL without its password (it goes into error messages)."""
   try:
     import sqlalchemy
@@ -77,13 +77,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
   """
   heartbeat_interval = heartbeat_interval or int(os.environ.get(HEARTBEAT_ENV, "10"))
   grace_period = grace_period or int(os.environ.get(GRACE_ENV, "60"))
-  url = _with_driver(url)
-  if url.startswith("postgresql"):
-    engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
-  elif url.startswith("sqlite"):
-    engine_kwargs = {"connect_args": {"timeout": 60}}   # writers on one machine take turns
-  else:
-    engine_kwargs = {}
+  url = with_driver(url)
   retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
       optuna.storages.RetryFailedTrialCallback
   for attempt in range(3):
@@ -91,7 +85,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
       with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # experimental/deprecated notes of the retry callback
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, failed_trial_callback=retry(max_retry=MAX_RETRY))
     except Exception as e:  # noqa: BLE001 - sqlalchemy/psycopg2 errors of every kind
       # Workers that start together on an empty database race to create Optuna's tables:
@@ -99,10 +93,10 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
       if attempt < 2 and any(s in str(e) for s in ("duplicate key", "already exists")):
         time.sleep(1.0 + attempt)
         continue
-      raise ValueError(f"--study_storage: cannot open {_redact(url)}: {_first_line(e)}") from None
+      raise ValueError(f"--study_storage: cannot open {redact(url)}: {_first_line(e)}") from None
 
 
-def _with_driver(url: str) -> str:
+def with_driver(url: str) -> str:
   """postgresql:// with the driver that is installed: SQLAlchemy 2.1 picks psycopg (3) for a
   bare postgresql://, the test extra installs psycopg2-binary."""
   import importlib.util
@@ -110,6 +104,15 @@ def _with_driver(url: str) -> str:
       importlib.util.find_spec("psycopg2") is not None:
     return "postgresql+psycopg2://" + url[len("postgresql://"):]
   return url
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+  """SQLAlchemy engine options: a bounded connect for PostgreSQL, patient writers for SQLite."""
+  if url.startswith("postgresql"):
+    return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+  if url.startswith("sqlite"):
+    return {"connect_args": {"timeout": 60}}   # writers on one machine take turns
+  return {}
 
 
 def fingerprint(space: space_lib.Space, settings: Settings, kind: str) -> str:
@@ -152,7 +155,7 @@ class SharedStudyStrategy(Strategy):
     threading.Thread(target=self._heartbeats, name="jaxnn-study-heartbeat", daemon=True).start()
 
   def _open_study(self, kind: str) -> optuna.Study:
-    name, url = self.settings.study_name, _redact(self.settings.study_storage)
+    name, url = self.settings.study_name, redact(self.settings.study_storage)
     mine = fingerprint(self.space, self.settings, kind)
     direction = OBJECTIVES[self.settings.objective]
     try:

@@ -85,7 +85,11 @@ def save(path: str | os.PathLike, model: ExportedModel) -> None:
   weights = {"params": model.params}
   if jax.tree_util.tree_leaves(model.batch_stats):
     weights["batch_stats"] = model.batch_stats
-  with ocp.StandardCheckpointer() as checkpointer:
+  # Host arrays, written by the calling process alone: in a multi-process sweep only process 0
+  # exports, so Orbax must not wait for the others at its barriers.
+  alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                             active_processes={jax.process_index()})
+  with ocp.StandardCheckpointer(multiprocessing_options=alone) as checkpointer:
     checkpointer.save(os.path.join(path, WEIGHTS_DIR), jax.device_get(weights), force=True)
   meta = {"config": model.config, "member_id": int(model.member_id),
           "num_classes": int(model.num_classes), "class_names": list(model.class_names),

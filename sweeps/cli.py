@@ -138,14 +138,17 @@ def _storage_problems(url: str) -> list[str]:
   """Opens the study storage once before training, so a bad URL is found in a second, not after
   the sweep (a sqlite file is created where the study will be written anyway)."""
   import sqlalchemy
+  from sweeps.strategies import shared
   try:
-    engine = sqlalchemy.create_engine(url)
+    # The installed PostgreSQL driver, a bounded connect (see sweeps/strategies/shared.py).
+    url_with_driver = shared.with_driver(url)
+    engine = sqlalchemy.create_engine(url_with_driver, **shared.engine_kwargs(url_with_driver))
     with engine.connect():
       pass
     engine.dispose()
   except Exception as e:  # noqa: BLE001  (any driver error means the same to a user)
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return [f"--study_storage: cannot open {url!r}: {reason}"]
+    return [f"--study_storage: cannot open {shared.redact(url)}: {reason}"]
   return []
 
 
@@ -290,10 +293,18 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import report as report_lib
   from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
+  from launch import multihost
 
   jaxnn.configure()   # notebooks reach the engine here (through sweeps.api), not through main
   start = time.time()
+  # Several processes (jax.distributed): every one runs the same loop on the same values, but
+  # only process 0 writes the workdir and prints; checkpoints are written by all (Orbax).
+  primary = multihost.is_primary()
+  if not primary:
+    out = open(os.devnull, "w")
   resuming = check_resume(cfg)
+  # Every process has looked at the workdir before process 0 may write into it.
+  multihost.barrier("sweep_start")
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
     dataset = _placeholder(cfg)   # planning needs shapes only: no decoding for a dry run
   else:
@@ -326,11 +337,12 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       workdir, every_epochs=cfg.checkpoint_every_epochs,
       every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
   bar = progress_lib.SweepProgress(
-      enabled=cfg.progress, epochs=cfg.epochs,
+      enabled=cfg.progress and primary, epochs=cfg.epochs,
       expected_members={"bayes": cfg.trials, "pbt": cfg.batch}.get(cfg.strategy))
 
   def on_record(records):
-    records_lib.append_records(workdir, records)
+    if primary:
+      records_lib.append_records(workdir, records)
     bar.finished(records)
 
   loop = SweepLoop(
@@ -347,7 +359,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
-    runs_lib.mark_running(workdir)
+    if primary:
+      runs_lib.mark_running(workdir)
     old = previous_config(workdir) or {}
     if any(old.get(k) != getattr(cfg, k) for k in EXTENDABLE):
       continued = loop.extend(old["epochs"], cfg.epochs)
@@ -355,8 +368,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       # again from the finished checkpoint.
       checkpointer.save(loop)
       checkpointer.manager.wait_until_finished()
-      _write_json(os.path.join(workdir, "config.json"),
-                  {**old, **{k: getattr(cfg, k) for k in EXTENDABLE}})
+      if primary:
+        _write_json(os.path.join(workdir, "config.json"),
+                    {**old, **{k: getattr(cfg, k) for k in EXTENDABLE}})
       print(f"extending {workdir}: " + ", ".join(
           f"--{k} {old.get(k)} -> {getattr(cfg, k)}" for k in EXTENDABLE
           if old.get(k) != getattr(cfg, k))
@@ -364,6 +378,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.
+    if not primary:
+      plans.append(None)
+      return
     if not plans:
       os.makedirs(workdir, exist_ok=True)
       _write_json(os.path.join(workdir, "config.json"),
@@ -380,17 +397,22 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   try:
     runs = loop.run()
     if loop.phase == "done":   # finished: one line per member, the winner out, one checkpoint
-      records_lib.compact_records(workdir)
-      best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)
-      checkpointer.prune()
+      if primary:
+        records_lib.compact_records(workdir)
+        best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)
+      checkpointer.prune()   # every process: Orbax coordinates the deletion
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
-    runs_lib.clear_running(workdir)
+    if primary:
+      runs_lib.clear_running(workdir)
   counted = loop.summary()   # before reports: the loop's own accounting
-  report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
+  if not primary:
+    return runs
+  report_lib.write_reports(workdir, top=cfg.top,
+                           storage=None if cfg.study_name else cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
@@ -426,7 +448,11 @@ def main(argv: Sequence[str]) -> None:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)
     sys.exit(2)
   from launch import multihost
-  multihost.initialize_from_env()   # a no-op unless JAX_COORDINATOR_ADDRESS etc. are set
+  try:
+    multihost.initialize_from_env()   # a no-op unless JAX_COORDINATOR_ADDRESS etc. are set
+  except (ValueError, multihost.JoinError) as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(2)
   cfg = config_from_flags()
   try:
     space, strategy = validate(cfg)
@@ -438,6 +464,7 @@ def main(argv: Sequence[str]) -> None:
   from sweeps.run import Interrupted
   try:
     run_sweep(cfg, space, strategy)
+    multihost.finished()
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
@@ -451,6 +478,7 @@ def main(argv: Sequence[str]) -> None:
           "resume", file=sys.stderr)
     sys.exit(130 if str(e) == "SIGINT" else 143)
   except Exception as e:  # noqa: BLE001  (a runtime failure: one line unless --verbose)
+    multihost.settle()   # a peer's death may surface here first: let the watchdog say so
     if cfg.verbose:
       raise
     print(f"error: {type(e).__name__}: {_one_line(e)} (--verbose for the traceback)",

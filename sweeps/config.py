@@ -195,6 +195,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("study_storage", str, None, "Where the Optuna study of the results goes: any "
            "SQLAlchemy URL (e.g. postgresql://... for many hosts); default "
            "sqlite:///WORKDIR/report/study.db.", group="output"),
+    Option("study_name", str, None, "Many workers, one study (bayes, random): processes "
+           "started with the same --study_storage and --study_name share the sweep through that "
+           "storage, each with its own --workdir; together they train --trials members.",
+           search=True, group="output"),
     Option("progress", bool, True, "Show progress bars (--noprogress to silence).",
            group="output"),
     Option("verbose", bool, False, "Show the full traceback of a runtime failure.",

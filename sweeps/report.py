@@ -124,7 +124,11 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
         stats.ablation_rows_as_dicts(stats.ablation_table(records, baseline)), columns))
 
   if "study" in include:
-    storage = storage or config.get("study_storage") or study.default_storage(workdir)
+    # A worker of a shared study (config "study_name") keeps its own export in its workdir:
+    # the shared storage holds the live study, never a copy per worker.
+    shared = config.get("study_name")
+    storage = storage or (None if shared else config.get("study_storage")) or \
+        study.default_storage(workdir)
     study.export_study(records, storage, name, objective_direction(objective),
                        objective=objective, space=config.get("space"))
     written["study"] = storage
@@ -204,6 +208,40 @@ def _plus_one(epoch: int | None) -> int | None:
   return None if epoch is None else epoch + 1
 
 
+def merge_workdirs(workdirs: Sequence[str], out: str) -> list[Record]:
+  """Writes the records of several workers of one shared study into `out` (config of the
+  first, named after `out`). Member ids are trial numbers of the study, unique across workers;
+  where two workdirs hold the same member, a finished record wins over a running one.
+
+  Raises:
+    ValueError: a workdir without records, or workers of different studies.
+  """
+  from sweeps.records import append_records, atomic_write_json
+  merged: dict[int, Record] = {}
+  names = set()
+  for workdir in workdirs:
+    records = read_records(workdir)
+    if not records:
+      raise ValueError(f"--merge: {workdir} holds no records.jsonl")
+    names.add(read_config(workdir).get("study_name"))
+    for record in records:
+      old = merged.get(record.member_id)
+      if old is None or old.status == "running":
+        merged[record.member_id] = record
+  if len(names) != 1:
+    raise ValueError(f"--merge: the workdirs belong to different studies: {sorted(map(str, names))}")
+  os.makedirs(out, exist_ok=True)
+  config = {**read_config(workdirs[0]), "name": os.path.basename(os.path.abspath(out)),
+            "merged_from": [os.path.abspath(w) for w in workdirs]}
+  atomic_write_json(os.path.join(out, "config.json"), config)
+  path = os.path.join(out, "records.jsonl")
+  if os.path.exists(path):
+    os.remove(path)
+  records = [merged[k] for k in sorted(merged)]
+  append_records(out, records)
+  return records
+
+
 def define_flags() -> None:
   """Defines the CLI flags (only when run as a program, so importing this module defines none
   and an engine that imports `write_reports` keeps its own --study_storage)."""
@@ -212,6 +250,8 @@ def define_flags() -> None:
   flags.DEFINE_string("compare", None, "Another sweep's workdir to compare the best member with.")
   flags.DEFINE_string("study_storage", None, "Optuna storage URL (any SQLAlchemy URL); default "
                       "config.json's study_storage, else sqlite:///WORKDIR/report/study.db.")
+  flags.DEFINE_list("merge", [], "Workdirs of the workers of one shared study (--study_name): "
+                    "their records are merged into WORKDIR (created) and rendered together.")
   flags.DEFINE_string("importance", "ped_anova",
                       f"Importance evaluator: {', '.join(plots.IMPORTANCE_EVALUATORS)}.")
 
@@ -224,6 +264,12 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError("usage: python -m sweeps.report WORKDIR [--top K] [--compare OTHER]")
   workdir = argv[1]
+  merge = FLAGS.merge if "merge" in FLAGS else []   # (a caller may define only the old flags)
+  if merge:
+    try:
+      merge_workdirs(merge, workdir)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
   if not os.path.isdir(workdir):
     raise app.UsageError(f"WORKDIR: no such directory: {workdir}")
   try:

@@ -39,6 +39,7 @@ import numpy as np
 from jaxnn import member as member_lib
 from jaxnn import population
 from launch import mesh as mesh_lib
+from launch import multihost
 from sweeps import plan as plan_lib
 from sweeps import vocab
 from sweeps.records import Record
@@ -429,7 +430,9 @@ class SweepLoop:
       # A simulated failure lands where a real one does: after the program was called.
       self._check_memory(chunk.member_bytes * chunk.slots)
       chunk.state = state
-      host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
+      # One sync per epoch; with several processes a collective that gathers every member's
+      # metrics into every process (each process then takes the same decisions).
+      host = multihost.to_host({**metrics, "diverged": chunk.state.diverged})
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
         if wants[i]:
@@ -623,8 +626,9 @@ class SweepLoop:
     top = self.top_ids()
     take = [i for i in improved if chunk.ids[i] in top]
     if take:
-      params, stats = jax.device_get((_take(chunk.state.params, take),
-                                      _take(chunk.state.batch_stats, take)))
+      # Every process takes part when the chunk spans several (a gather), and gets the copy.
+      params, stats = multihost.to_host((_take(chunk.state.params, take),
+                                         _take(chunk.state.batch_stats, take)))
       for j, i in enumerate(take):
         self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
       self.best_copies += len(take)
@@ -649,7 +653,7 @@ class SweepLoop:
         take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
                 and m in finished_ids]
         if take:
-          host = jax.device_get(_take(chunk.state, take))
+          host = multihost.to_host(_take(chunk.state, take))   # (a gather across processes)
           for j, i in enumerate(take):
             self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
@@ -721,15 +725,30 @@ class SweepLoop:
     chunks = []
     for ids, slots in zip(meta["chunks"], _chunk_slots(meta)):
       hparams, state = abstract(ids, slots)
-      chunks.append({"hparams": hparams, "state": state})
+      chunks.append(self._placed({"hparams": hparams, "state": state}, slots))
     kept = []
     for member_id in meta["kept"]:
       _, state = abstract([member_id], 1)
-      kept.append((state.params, state.batch_stats))
+      kept.append(self._placed((state.params, state.batch_stats), None))
     out = {"chunks": chunks, "kept": kept}
     if meta.get("final"):
-      out["final"] = [abstract([member_id], 1)[1] for member_id in meta["final"]]
+      out["final"] = [self._placed(abstract([member_id], 1)[1], None)
+                      for member_id in meta["final"]]
     return out
+
+  def _placed(self, tree, num_members: int | None):
+    """Restore targets carry where each array goes: with several processes Orbax must know the
+    sharding (each process reads only its shards). `num_members` None: replicated."""
+    if self.mesh is None:
+      return tree
+    split = mesh_lib.population_sharding(num_members or 1, self.mesh)
+    replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+    def place(x):
+      where = split if num_members and len(x.shape) > 0 else replicated
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where)
+
+    return jax.tree_util.tree_map(place, tree)
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
@@ -742,8 +761,11 @@ class SweepLoop:
                        meta["chunks"], arrays["chunks"], meta["chunk_bytes"],
                        meta["chunk_vectorize"], _chunk_slots(meta))]
     self._announce(self.chunks, "resume")
-    self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
-    self._final = dict(zip(meta.get("final", []), arrays.get("final", [])))
+    # Kept and final weights live on the host, whatever the restore placed.
+    self._kept = {i: tuple(multihost.to_host(tuple(a)))
+                  for i, a in zip(meta["kept"], arrays["kept"])}
+    self._final = dict(zip(meta.get("final", []),
+                           multihost.to_host(list(arrays.get("final", [])))))
     self.plans = []
     self.restored_plans = list(meta["plans"])
 

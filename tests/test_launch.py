@@ -219,8 +219,12 @@ def test_initialize_reads_the_environment_and_arguments_win(monkeypatch):
              "JAX_PROCESS_ID": "2"}
   assert multihost.initialize_from_env(environ=environ) is True
   assert multihost.initialize_from_env(process_id=3, environ=environ) is True
-  assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=2),
-                   dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=3)]
+  # Bounded waits: joining 60 s (ours) + 30 s (JAX's backstop), JAX's heartbeat 3 x 10 s.
+  timeouts = dict(initialization_timeout=90, heartbeat_timeout_seconds=30)
+  assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=2,
+                        **timeouts),
+                   dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=3,
+                        **timeouts)]
 
 
 @pytest.mark.parametrize("environ,message", [

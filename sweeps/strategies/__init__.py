@@ -17,6 +17,9 @@ from sweeps.strategies.grid import GridStrategy
 from sweeps.strategies.hyperband import HyperbandStrategy, SuccessiveHalvingStrategy
 from sweeps.strategies.pbt import PBTStrategy
 from sweeps.strategies.random_search import RandomStrategy
+from sweeps.strategies.shared import SharedStudyStrategy
+
+SHARED = ("bayes", "random")   # strategies that can share one study between workers
 
 STRATEGIES: Registry[Callable[[Space, Settings], Strategy]] = Registry("strategy", {
     "grid": GridStrategy,
@@ -43,4 +46,9 @@ def make_strategy(name: str, space: Space, settings: Settings) -> Strategy:
   Raises:
     ValueError: an unknown name, bad settings, or a space the strategy cannot use (one line).
   """
+  if settings.study_name:   # many workers, one study in a shared storage
+    if name not in SHARED:
+      raise ValueError(f"--study_name: a shared study works with --strategy={' or '.join(SHARED)}"
+                       f", not {name}")
+    return SharedStudyStrategy(space, settings, name)
   return STRATEGIES.get(name)(space, settings)

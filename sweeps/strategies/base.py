@@ -98,6 +98,8 @@ class Settings:
   seeds: int = 3               # ablation: repeats per variant
   cross: tuple[str, ...] = ()  # ablation: factors crossed into a grid (the rest one at a time)
   member_id_offset: int = 0    # grid: first member id (best.flags: a member alone, same draws)
+  study_storage: str | None = None   # shared study (bayes/random): an SQLAlchemy URL
+  study_name: str | None = None      # set: workers with this name share one study (shared.py)
 
 
 class Strategy(abc.ABC):

@@ -68,6 +68,9 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_enum, "conv_vectorize", "auto", ["auto", "vmap", "map"],
           "How members of a convolutional bucket run side by side: jax.vmap, lax.map, or auto "
           "(time both on a probe epoch of a few batches and keep the faster).")
+  _define(flag_values, flags.DEFINE_string, "dtype", "float32",
+          "Compute dtype: float32 or bfloat16 (bf16 activations and matmuls, float32 parameters "
+          "and optimizer state; accelerators with bf16 units only, refused elsewhere).")
   _define(flag_values, flags.DEFINE_string, "study_storage", None,
           "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
           "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
@@ -84,7 +87,11 @@ def _define(flag_values, define, *args):
 SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
                 "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
                 "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top")
+                "val_subset", "test_subset", "test_top", "dtype")
+
+
+# Search flags added after sweeps were written without them, with the value those sweeps used.
+_ADDED_SEARCH_FLAGS = {"dtype": "float32"}
 
 
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
@@ -168,6 +175,7 @@ def validate(cfg: SweepConfig):
   need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
   need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
        f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
+  problems.extend(dtype_problems(cfg.dtype))
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
   try:
     data.registry.resolve(cfg.dataset, cfg.data_dir)
@@ -191,6 +199,28 @@ def validate(cfg: SweepConfig):
   if problems:
     raise UsageError("\n".join(problems))
   return space, strategy
+
+
+def dtype_problems(dtype: str, backend: str | None = None,
+                   compute_capability: str | None = None) -> list[str]:
+  """Why --dtype cannot be used here (empty if it can). bfloat16 is refused where it is slower
+  than float32: the CPU backend (measured on the 2-core CPU: bf16 matmuls 100-160 GFLOP/s vs
+  150-195 for float32) and GPUs without bf16 tensor cores (compute capability < 8.0)."""
+  from jaxnn import population
+  if dtype not in population.DTYPES:
+    return [f"--dtype: got {dtype!r}; allowed: {', '.join(population.DTYPES)}"]
+  if dtype == "float32":
+    return []
+  import jax
+  backend = backend or jax.default_backend()
+  if backend == "cpu":
+    return ["--dtype: bfloat16 is slower than float32 on the CPU backend; use it on a GPU or TPU"]
+  if compute_capability is None and backend in ("gpu", "cuda"):
+    compute_capability = getattr(jax.devices()[0], "compute_capability", None)
+  if compute_capability is not None and float(compute_capability) < 8.0:
+    return [f"--dtype: bfloat16 needs a GPU with bf16 units (compute capability >= 8.0); this "
+            f"one has {compute_capability}"]
+  return []
 
 
 def settings(cfg: SweepConfig):
@@ -264,6 +294,7 @@ def check_resume(cfg: SweepConfig) -> bool:
   if old is None or cfg.dry_run:
     return False
   new = cfg.to_json()
+  old = {**_ADDED_SEARCH_FLAGS, **old}   # workdirs written before a flag existed had its default
   changed = [f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in SEARCH_FLAGS if old.get(k) != new[k]]
   if changed:
     raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
@@ -321,7 +352,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
       on_epoch=bar.epoch, on_checkpoint=checkpointer,
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
-      conv_vectorize=cfg.conv_vectorize)
+      conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype)
   plans: list[Any] = []
   if resuming and checkpointer.restore(loop):
     plans = list(loop.restored_plans)

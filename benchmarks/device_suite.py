@@ -44,9 +44,9 @@ PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "A10G": 70, "L4": 121, "V1
 SIZES = {   # (full, tiny)
     "mlp_members": (64, 4), "mlp_widths": ((256, 128), (8,)), "mlp_examples": (16384, 256),
     "singles_timed": (8, 2),
-    "cnn_sizes": ((8, 16), (2, 4)), "cnn_examples": (8192, 128), "cnn_batch": (128, 32),
+    "cnn_sizes": ((8, 16), (2, 3)), "cnn_examples": (8192, 64), "cnn_batch": (128, 32),
     "cnn_kwargs": (dict(), dict(features=(4, 8), dense_width=8)),
-    "fast_members": (16, 2), "fast_examples": (8192, 128), "fast_batch": (512, 32),
+    "fast_members": (16, 2), "fast_examples": (8192, 64), "fast_batch": (512, 32),
     "fast_kwargs": (dict(), dict(stem_width=4, widths=(4, 8, 8))),
     "pack_trials": (32, 4), "pack_examples": (8192, 256),
 }

@@ -398,10 +398,11 @@ def finish_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: D
                  "val_loss": val_loss, "val_acc": val_acc, "lr": lr}
 
 
-# Steps per jitted call for convolutional buckets on XLA:CPU. Measured (2-core CPU, small_cnn,
-# 2 members, batch 128, a heavily shared machine): an epoch as one scan 86 s, blocks of 8
-# unrolled steps 9.6-17.6 s (lax.map / vmap). Longer blocks compile longer for little gain.
-CPU_CONV_BLOCK = 8
+# Steps per jitted call for convolutional buckets on XLA:CPU. Measured (2-core CPU shared with
+# ~16 other busy processes, small_cnn, 1 member, 16 steps of batch 128; first epoch with compile
+# / next epoch): one scan 41 / 36 s; blocks of 1: 17 / 7.3 s, 2: 29 / 6.7 s, 4: 33 / 6.1 s,
+# 8: 42 / 6.4 s. Longer blocks compile much longer for little gain.
+CPU_CONV_BLOCK = 2
 
 
 def default_block(spec: BucketSpec, backend: str | None = None) -> int | None:
@@ -419,10 +420,17 @@ def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: Devi
   Both give `train_epoch`'s (state, metrics). Blocks exist for XLA:CPU, which runs convolution
   training steps inside a loop body 6-18x slower than the same steps as straight-line code: a
   block is `block` unrolled steps, one jitted call each, issued from Python without a host sync
-  (dispatch is asynchronous). The last block may be shorter (one more compile, once).
+  (dispatch is asynchronous). The last block may be shorter (one more compile, once). With
+  'map', the members' epochs are issued one after another from Python, each with the program of
+  a population of one: one compile whatever the chunk's size, the same program as a solo run.
   """
   if block is None:
     return train_epoch(spec, state, hparams, data, vectorize=vectorize)
+  count = state.step.shape[0]
+  if vectorize == "map" and count > 1:
+    parts = [run_epoch(spec, _rows(state, i), _rows(hparams, i), data, "map", block)
+             for i in range(count)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
   order, lr = epoch_order(spec, state, hparams, data.train_x.shape[0])
   outs = []
   for start in range(0, order.shape[1], block):
@@ -432,6 +440,11 @@ def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: Devi
   step_losses = jnp.concatenate([o[0] for o in outs], axis=1)
   step_accs = jnp.concatenate([o[1] for o in outs], axis=1)
   return finish_epoch(spec, state, hparams, data, step_losses, step_accs, lr, vectorize=vectorize)
+
+
+def _rows(tree, i: int):
+  """Member i of a population as a population of one (a copy)."""
+  return jax.tree_util.tree_map(lambda x: x[i:i + 1], tree)
 
 
 def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap", loop=True):

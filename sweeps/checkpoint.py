@@ -15,7 +15,8 @@ Saves happen every `every_epochs` chunk-epochs (a phase boundary counts as one) 
 `every_minutes`, whichever comes first, and once when the sweep is done. Nothing is lost by saving
 rarely: everything between two saves is a deterministic function of the first, so a resume
 replays it to the same numbers. Orbax writes in the background (async); only the copy of the
-arrays to host memory blocks training. The last `keep` checkpoints are kept.
+arrays to host memory blocks training. The last `keep` checkpoints are kept while the sweep runs,
+only the last one once it is finished (`prune`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ class SweepCheckpointer:
     loop.load_state_dict(meta, _with_empty(target, arrays))
     self.step = step
     return True
+
+  def prune(self) -> None:
+    """A finished sweep keeps only its latest checkpoint. At the end no chunk is live, so that
+    one holds the bookkeeping (members, strategy, plans) and the best-epoch weights of the top
+    members: what a resume (to report again, or to extend --trials) and the export need."""
+    if self._manager is None and not os.path.isdir(self.directory):
+      return
+    manager = self.manager
+    manager.wait_until_finished()
+    latest = manager.latest_step()
+    for step in manager.all_steps():
+      if step != latest:
+        manager.delete(step)
 
   def close(self) -> None:
     """Waits for a background write to finish (call before the process exits)."""

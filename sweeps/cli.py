@@ -75,6 +75,9 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
           "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
           "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
   _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
+  _define(flag_values, flags.DEFINE_integer, "member_id_offset", 0,
+          "Grid: id of the first member. Randomness is fold_in(key(seed), member_id), so "
+          "WORKDIR/best.flags sets it to train a sweep's best member alone with its own draws.")
 
 
 
@@ -87,11 +90,7 @@ def _define(flag_values, define, *args):
 SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
                 "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
                 "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top", "dtype")
-
-
-# Search flags added after sweeps were written without them, with the value those sweeps used.
-_ADDED_SEARCH_FLAGS = {"dtype": "float32"}
+                "val_subset", "test_subset", "test_top", "member_id_offset", "dtype")
 
 
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
@@ -162,7 +161,7 @@ def validate(cfg: SweepConfig):
        f"--monitor: got {cfg.monitor!r}; allowed: {', '.join(base.OBJECTIVES)}")
   for name, low in (("trials", 1), ("epochs", 1), ("batch", 1), ("eta", 2), ("min_epochs", 1),
                     ("pbt_interval", 1), ("seeds", 1), ("seed", 0), ("patience", 0),
-                    ("test_top", 0), ("top", 1)):
+                    ("test_top", 0), ("top", 1), ("member_id_offset", 0)):
     value = getattr(cfg, name)
     need(value >= low, f"--{name}: got {value}; allowed: an integer >= {low}")
   for name in ("train_subset", "val_subset", "test_subset"):
@@ -287,29 +286,82 @@ def previous_config(workdir: str | None) -> dict[str, Any] | None:
     return json.load(f)
 
 
+# What a resume may grow, if the strategy says it can (Strategy.extends).
+EXTENDABLE = ("trials", "epochs")
+# Search flags added after sweeps were already written: an old config.json lacks them.
+_ADDED_DEFAULTS = {"member_id_offset": 0, "dtype": "float32"}
+
+
 def check_resume(cfg: SweepConfig) -> bool:
-  """True when the workdir holds this same sweep (resume it); raises UsageError listing what
-  differs when it holds another one."""
+  """True when the workdir holds this same sweep (resume it), or the same sweep with a larger
+  --trials or --epochs that its strategy can extend; raises UsageError with one line saying
+  what differs otherwise (for --space: the one line that differs)."""
   old = previous_config(cfg.workdir)
   if old is None or cfg.dry_run:
     return False
   new = cfg.to_json()
-  old = {**_ADDED_SEARCH_FLAGS, **old}   # workdirs written before a flag existed had its default
-  changed = [f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in SEARCH_FLAGS if old.get(k) != new[k]]
-  if changed:
-    raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
-                     f"{'; '.join(changed)} (use another --workdir)")
-  return True
+  changed = [k for k in SEARCH_FLAGS if old.get(k, _ADDED_DEFAULTS.get(k)) != new[k]
+             and not (k == "space" and list(_effective_space(old.get(k) or []).items())
+                      == list(_effective_space(new[k]).items()))]
+  if not changed:
+    return True
+  if all(k in EXTENDABLE for k in changed):
+    from sweeps import strategies
+    strategy = strategies.STRATEGIES.get(cfg.strategy)
+    for k in changed:
+      if new[k] < old[k]:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.workdir} holds a sweep that can be "
+                         "extended, not shrunk (use another --workdir)")
+      if k not in strategy.extends:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.strategy} cannot extend it: "
+                         f"{strategy.cannot_extend}")
+    return True
+  lines = [_space_change(old.get("space") or [], new["space"]) if k == "space"
+           else f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed]
+  raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
+                   f"{'; '.join(lines)} (use another --workdir)")
+
+
+def _effective_space(lines: Sequence[str]) -> dict[tuple[str, str], str]:
+  """The --space lines in effect by (name, condition): a later unconditional line for a name
+  replaces the earlier ones (a command line over a flagfile), as sweeps.space.parse reads them."""
+  kept: dict[tuple[str, str], str] = {}
+  for line in lines:
+    name, _, rest = line.partition("=")
+    name, condition = name.strip(), rest.partition(" if ")[2].strip()
+    if not condition:
+      kept = {k: v for k, v in kept.items() if k[0] != name}
+    kept[(name, condition)] = line.strip()
+  return kept
+
+
+def _space_change(old: Sequence[str], new: Sequence[str]) -> str:
+  """The first --space line in effect that differs, as 'old' -> 'new' (or added / removed)."""
+  old, new = _effective_space(old), _effective_space(new)
+  diffs = []
+  for key in [*old, *(k for k in new if k not in old)]:
+    if key not in new:
+      diffs.append(f"--space: {old[key]!r} removed")
+    elif key not in old:
+      diffs.append(f"--space: {new[key]!r} added")
+    elif old[key] != new[key]:
+      diffs.append(f"--space: {old[key]!r} -> {new[key]!r}")
+  if not diffs:   # same lines, another order (conditions resolve in order)
+    return "--space: the same lines in another order"
+  more = len(diffs) - 1
+  return diffs[0] + (f" (and {more} more line{'s' * (more > 1)})" if more else "")
 
 
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
   from jaxnn import data
+  from sweeps import best as best_lib
   from sweeps import checkpoint as checkpoint_lib
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
   from sweeps import report as report_lib
+  from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
   start = time.time()
@@ -359,6 +411,20 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
+    runs_lib.mark_running(workdir)
+    old = previous_config(workdir) or {}
+    if any(old.get(k) != getattr(cfg, k) for k in EXTENDABLE):
+      continued = loop.extend(old["epochs"], cfg.epochs)
+      # Saved before config.json records the new budget: a kill in between resumes and extends
+      # again from the finished checkpoint.
+      checkpointer.save(loop)
+      checkpointer.manager.wait_until_finished()
+      _write_json(os.path.join(workdir, "config.json"),
+                  {**old, **{k: getattr(cfg, k) for k in EXTENDABLE}})
+      print(f"extending {workdir}: " + ", ".join(
+          f"--{k} {old.get(k)} -> {getattr(cfg, k)}" for k in EXTENDABLE
+          if old.get(k) != getattr(cfg, k))
+          + f"; {len(continued)} finished members continue from their final state", file=out)
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.
@@ -367,24 +433,34 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       _write_json(os.path.join(workdir, "config.json"),
                   {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
                    "data_sizes": sizes})
+      runs_lib.mark_running(workdir)   # `python -m sweeps.runs` tells running from interrupted
       print(plan.summary(), file=out)
     plans.append(plan.to_json())
     _write_json(os.path.join(workdir, "plan.json"), plans)
 
   loop.on_plan = on_plan
   previous = {sig: signal.signal(sig, _request_stop(loop)) for sig in (signal.SIGTERM, signal.SIGINT)}
+  best = None
   try:
     runs = loop.run()
+    if loop.phase == "done":   # finished: one line per member, the winner out, one checkpoint
+      records_lib.compact_records(workdir)
+      best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)
+      checkpointer.prune()
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
+    runs_lib.clear_running(workdir)
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
   print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
         file=out)
+  if best is not None:
+    print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
+          f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)

@@ -11,7 +11,10 @@ child's slot by indexing, also across chunks of the same bucket.
 
 Metrics come to the host once per epoch per chunk (one device_get of a few [members] arrays).
 The held-out test split is used only at the end, on the `test_top` best members by the
-validation objective; their final states are kept on the host until then.
+validation objective, with each member's weights from its BEST epoch (the epoch that ranks it).
+Those weights are copied to the host during training, but only when a member's objective improves
+while it ranks in the current top K (K = max(test_top, 1)): a member outside the top K can enter
+it only by improving, and then it is copied. The best one is what a sweep exports.
 """
 
 from __future__ import annotations
@@ -86,11 +89,11 @@ def _finite(x) -> float | None:
 
 
 def _best_epoch(history, objective) -> int | None:
-  values = [(v, i) for i, v in enumerate(history[objective]) if v is not None]
-  if not values:
-    return None
-  pick = max if base.OBJECTIVES[objective] == "maximize" else min
-  return pick(values)[1]
+  """The first epoch with the best value (ties keep the earlier epoch: the one whose weights
+  were kept, since weights are copied on strict improvement only)."""
+  sign = 1.0 if base.OBJECTIVES[objective] == "maximize" else -1.0
+  values = [(sign * v, -i) for i, v in enumerate(history[objective]) if v is not None]
+  return -max(values)[1] if values else None
 
 
 @dataclasses.dataclass
@@ -149,7 +152,14 @@ class SweepLoop:
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
     self.plans: list[plan_lib.Plan] = []
-    self._kept: dict[int, tuple[Any, Any]] = {}   # member_id -> (params, batch_stats) on host
+    # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
+    self._kept: dict[int, tuple[Any, Any]] = {}
+    # member_id -> final MemberState (on host) of members that completed their budget, kept only
+    # for strategies whose --epochs a resume may raise (they continue from it): a finished
+    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
+    self.keep_final = "epochs" in getattr(strategy, "extends", ())
+    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
+    self._final: dict[int, Any] = {}
 
   # ------------------------------------------------------------------ planning and starting
 
@@ -264,6 +274,8 @@ class SweepLoop:
       for i, run in enumerate(runs):
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
+      self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and _improved(
+          run, self.objective)])
       self.on_epoch(self, chunk)
       if self._retire_stopped(chunk):
         runs = [self.members[i] for i in chunk.ids]
@@ -316,7 +328,7 @@ class SweepLoop:
     if len(chunk.ids) < 2 or 2 * len(gone) < len(chunk.ids) or len(gone) == len(chunk.ids):
       return False
     runs = [self.members[chunk.ids[i]] for i in gone]
-    self._keep_for_test(chunk, runs)
+    self._drop_kept()
     self.on_record([r.record(self.objective) for r in runs])
     for run in runs:
       self.strategy.tell(run.report())
@@ -419,20 +431,37 @@ class SweepLoop:
           finished.append(run)
     return finished
 
-  def _keep_for_test(self, chunk: Chunk, runs: Sequence[MemberRun]) -> None:
-    """Holds (on host) the final state of finished members that are in the test_top now;
-    only those are copied off the device."""
-    if self.test_top <= 0:
+  def top_ids(self) -> set[int]:
+    """Members (finished or live, not failed) whose best objective so far ranks in the top K,
+    K = max(test_top, 1): the only ones whose best-epoch weights can still be needed. Best
+    values only improve, so a member that falls out can come back only by improving."""
+    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
+    scored = []
+    for member_id, run in self.members.items():
+      best = _best_epoch(run.history, self.objective)
+      if run.status not in ("diverged", "failed") and best is not None:
+        scored.append((-sign * run.history[self.objective][best], member_id))
+    return {member_id for _, member_id in sorted(scored)[:max(self.test_top, 1)]}
+
+  def _keep_best(self, chunk: Chunk, improved: Sequence[int]) -> None:
+    """Copies to the host the weights of the chunk positions `improved` (whose objective just
+    reached a new best) that rank in the top K; forgets weights that fell out of it."""
+    if not improved:
       return
-    allowed = {r.trial.member_id for r in self.ranking()[:self.test_top]}
-    for run in runs:
-      member_id = run.trial.member_id
-      if member_id in allowed and run.status in ("complete", "stopped") and run.epochs_run:
-        i = chunk.index(member_id)
-        self._kept[member_id] = jax.device_get(
-            (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))
+    top = self.top_ids()
+    take = [i for i in improved if chunk.ids[i] in top]
+    if take:
+      params, stats = jax.device_get((_take(chunk.state.params, take),
+                                      _take(chunk.state.batch_stats, take)))
+      for j, i in enumerate(take):
+        self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
+      self.best_copies += len(take)
+    self._drop_kept(top)
+
+  def _drop_kept(self, top: set[int] | None = None) -> None:
+    top = self.top_ids() if top is None else top
     for member_id in list(self._kept):
-      if member_id not in allowed:
+      if member_id not in top:
         del self._kept[member_id]
 
   def _compact(self, chunk: Chunk, force: bool) -> Chunk | None:
@@ -450,14 +479,28 @@ class SweepLoop:
     if not finished:
       return
     finished_ids = {r.trial.member_id for r in finished}
-    for chunk in self.chunks:
-      self._keep_for_test(chunk, [r for r in finished if r.trial.member_id in chunk.ids])
+    self._drop_kept()
+    if self.keep_final:
+      for chunk in self.chunks:
+        take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
+                and m in finished_ids]
+        if take:
+          host = jax.device_get(_take(chunk.state, take))
+          for j, i in enumerate(take):
+            self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
     self.on_record(records)
     for run in finished:
       self.strategy.tell(run.report())
     self.chunks = [c for c in (self._compact(c, force=True) for c in self.chunks) if c is not None]
     assert not any(i in finished_ids for c in self.chunks for i in c.ids)
+
+  def kept_weights(self, member_id: int) -> tuple[Any, Any] | None:
+    """(params, batch_stats) of a top member at its best epoch, without the members axis;
+    None when not kept (not in the top K)."""
+    if member_id not in self._kept:
+      return None
+    return jax.tree_util.tree_map(lambda x: x[0], self._kept[member_id])
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
@@ -483,6 +526,9 @@ class SweepLoop:
     }
     arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
               "kept": [self._kept[i] for i in sorted(self._kept)]}
+    if self._final:
+      meta["final"] = sorted(self._final)
+      arrays["final"] = [self._final[i] for i in sorted(self._final)]
     return meta, arrays
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,7 +551,10 @@ class SweepLoop:
     for member_id in meta["kept"]:
       _, state = abstract([member_id])
       kept.append((state.params, state.batch_stats))
-    return {"chunks": chunks, "kept": kept}
+    out = {"chunks": chunks, "kept": kept}
+    if meta.get("final"):
+      out["final"] = [abstract([member_id])[1] for member_id in meta["final"]]
+    return out
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
@@ -518,8 +567,47 @@ class SweepLoop:
                                                         meta["chunk_bytes"],
                                                         meta["chunk_vectorize"])]
     self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
+    self._final = dict(zip(meta.get("final", []), arrays.get("final", [])))
     self.plans = []
     self.restored_plans = list(meta["plans"])
+
+  # ----------------------------------------------------------------------------- extending
+
+  def extend(self, old_epochs: int, new_epochs: int) -> list[int]:
+    """After a restore with a larger budget (sweeps.cli checks the strategy allows it).
+
+    Members that completed `old_epochs` continue from their kept final state (optimizer state
+    and counters included, so data order and schedule go on as if never stopped; the schedule
+    keeps the horizon it was planned with) up to `new_epochs`; live members' targets are raised;
+    a strategy with more to ask (more --trials) is asked again. Returns the continued ids.
+    """
+    continued = []
+    if new_epochs > old_epochs:
+      for run in self.members.values():
+        if run.status == "running" and run.target == old_epochs:
+          run.target = new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+      by_spec: dict[Any, list[int]] = {}
+      for member_id in sorted(self._final):
+        run = self.members[member_id]
+        if run.status == "complete" and run.target == old_epochs:
+          by_spec.setdefault(run.spec, []).append(member_id)
+      for spec, ids in by_spec.items():
+        for member_id in ids:
+          run = self.members[member_id]
+          run.status, run.target = "running", new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+          run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": new_epochs})
+        states = [self._final.pop(i) for i in ids]
+        state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
+        state = state.replace(active=~state.diverged)   # finishing had cleared `active`
+        hparams = jax.tree_util.tree_map(
+            jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
+        self.chunks.append(Chunk(spec, ids, hparams, state))
+        continued.extend(ids)
+    if self.phase in ("test", "done") and (continued or not self.strategy.done()):
+      self.phase = "ask"
+    return continued
 
   # ------------------------------------------------------------------------------ the loop
 
@@ -579,13 +667,17 @@ class SweepLoop:
       raise Interrupted(self.stop_requested)
 
   def evaluate_test(self) -> None:
-    """The final, held-out evaluation of the test_top members (never used for selection)."""
+    """The final, held-out evaluation of the test_top members (never used for selection), each
+    with its weights from its best epoch."""
     test = self.dataset.test
-    if not self._kept or test.x.shape[0] == 0:
+    if self.test_top <= 0 or test.x.shape[0] == 0:
       return
     records = []
-    for member_id, (params, batch_stats) in sorted(self._kept.items()):
-      run = self.members[member_id]
+    for run in self.ranking()[:self.test_top]:
+      member_id = run.trial.member_id
+      if member_id not in self._kept:
+        continue
+      params, batch_stats = self._kept[member_id]
       hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
       state = population.MemberState(
           params=params, batch_stats=batch_stats, opt_state=None, step=jnp.zeros(1, jnp.int32),
@@ -614,6 +706,12 @@ def _member_from_meta(meta: Mapping[str, Any], num_classes: int,
   spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
   spec = population.with_dtype(spec, dtype)
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
+
+
+def _improved(run: MemberRun, objective: str) -> bool:
+  """Whether the epoch just recorded is the member's (first) best so far."""
+  return (run.status not in ("diverged", "failed") and run.epochs_run > 0
+          and _best_epoch(run.history, objective) == run.epochs_run - 1)
 
 
 class SimulatedOutOfMemory(MemoryError):

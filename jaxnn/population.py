@@ -197,7 +197,7 @@ def _member_steps(spec: BucketSpec, data: DeviceData, hp: Hparams, state: Member
 
   Returns (state, (loss [steps], accuracy [steps])). `unroll` is scan's: how many steps one
   loop iteration holds (XLA:CPU runs convolutions inside a loop body far slower; see
-  `plan_epoch`); it changes the program, never the numbers' meaning.
+  `run_epoch`); it changes the program, never the numbers' meaning.
   """
   num_train = data.train_x.shape[0]
   _, dropout_key, augment_key = _member_keys(spec, hp)

@@ -21,109 +21,44 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
+from sweeps import config as config_lib
+
 FLAGS = flags.FLAGS
 
 
 def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) -> None:
-  """Defines the sweep flags on `flag_values` (the global FLAGS for the entry points)."""
-  _define(flag_values, flags.DEFINE_string, "dataset", default_dataset, "Data set name (see jaxnn.data).")
-  _define(flag_values, flags.DEFINE_string, "data_dir", None, "Folder with offline data (official archives, image "
-                      "folders); default $JAXNN_DATA_DIR, then tensorflow-datasets.")
-  _define(flag_values, flags.DEFINE_string, "workdir", None, "Where the sweep writes config, plan, records, reports.")
-  _define(flag_values, flags.DEFINE_string, "strategy", "grid", "grid | random | bayes | hyperband | "
-                      "successive_halving | pbt | ablation")
-  _define(flag_values, flags.DEFINE_multi_string, "space", [], "NAME=SPEC [if CONDITION]; see sweeps/space.py.")
-  _define(flag_values, flags.DEFINE_integer, "trials", 20, "Budget: configurations to try (random, bayes).")
-  _define(flag_values, flags.DEFINE_integer, "epochs", 10, "Budget: epochs per member (max epochs for hyperband/pbt).")
-  _define(flag_values, flags.DEFINE_integer, "seed", 0, "Seeds the strategy, the data split and every member.")
-  _define(flag_values, flags.DEFINE_integer, "batch", 16, "Members asked at once (bayes) / population size (pbt).")
-  _define(flag_values, flags.DEFINE_integer, "eta", 3, "Reduction factor of successive halving / Hyperband.")
-  _define(flag_values, flags.DEFINE_integer, "min_epochs", 1, "Smallest budget of a Hyperband rung.")
-  _define(flag_values, flags.DEFINE_integer, "pbt_interval", 2, "Epochs between PBT exploit steps.")
-  _define(flag_values, flags.DEFINE_float, "pbt_fraction", 0.25, "Fraction of the PBT population replaced each time.")
-  _define(flag_values, flags.DEFINE_string, "sampler", "tpe", "Bayesian sampler: tpe | gp | cmaes.")
-  _define(flag_values, flags.DEFINE_integer, "seeds", 3, "Ablation: repeats of every variant.")
-  _define(flag_values, flags.DEFINE_list, "cross", [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).")
-  _define(flag_values, flags.DEFINE_string, "objective", "val_acc", "val_acc (maximized) or val_loss (minimized).")
-  _define(flag_values, flags.DEFINE_integer, "patience", 0, "Early stopping patience in epochs (0: off).")
-  _define(flag_values, flags.DEFINE_float, "min_delta", 0.0, "Early stopping: smallest improvement that counts.")
-  _define(flag_values, flags.DEFINE_string, "monitor", "val_loss", "Early stopping metric: val_loss or val_acc.")
-  _define(flag_values, flags.DEFINE_float, "val_fraction", 0.2, "Validation share carved from train (stratified).")
-  _define(flag_values, flags.DEFINE_integer, "train_subset", None, "Use only this many training examples.")
-  _define(flag_values, flags.DEFINE_integer, "val_subset", None, "Use only this many validation examples.")
-  _define(flag_values, flags.DEFINE_integer, "test_subset", None, "Use only this many test examples.")
-  _define(flag_values, flags.DEFINE_integer, "test_top", 5, "Best members re-evaluated on the held-out test split.")
-  _define(flag_values, flags.DEFINE_integer, "top", 10, "Rows of the final table.")
-  _define(flag_values, flags.DEFINE_float, "memory_budget_mb", None, "Device memory to plan for (default: detected).")
-  _define(flag_values, flags.DEFINE_bool, "dry_run", False, "Print the plan (buckets, members, memory, compiles) "
-                    "and exit without training.")
-  _define(flag_values, flags.DEFINE_integer, "checkpoint_every_epochs", 5,
-          "Checkpoint after this many chunk-epochs (and at every phase boundary).")
-  _define(flag_values, flags.DEFINE_float, "checkpoint_every_minutes", 10.0,
-          "Checkpoint at least this often while training.")
-  _define(flag_values, flags.DEFINE_integer, "keep_checkpoints", 3, "Checkpoints kept.")
-  _define(flag_values, flags.DEFINE_float, "simulate_device_mb", None,
-          "Testing aid: treat a chunk whose estimated memory exceeds this as an allocation "
-          "failure (exercises the split-and-retry path on machines that never run out).")
-  _define(flag_values, flags.DEFINE_enum, "conv_vectorize", "auto", ["auto", "vmap", "map"],
-          "How members of a convolutional bucket run side by side: jax.vmap, lax.map, or auto "
-          "(time both on a probe epoch of a few batches and keep the faster).")
-  _define(flag_values, flags.DEFINE_string, "dtype", "float32",
-          "Compute dtype: float32 or bfloat16 (bf16 activations and matmuls, float32 parameters "
-          "and optimizer state; accelerators with bf16 units only, refused elsewhere).")
-  _define(flag_values, flags.DEFINE_string, "study_storage", None,
-          "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
-          "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
-  _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
-  _define(flag_values, flags.DEFINE_integer, "member_id_offset", 0,
-          "Grid: id of the first member. Randomness is fold_in(key(seed), member_id), so "
-          "WORKDIR/best.flags sets it to train a sweep's best member alone with its own draws.")
+  """Defines one absl flag per option of the table in sweeps/config.py on `flag_values` (the
+  global FLAGS for the entry points); `default_dataset` is the entry point's --dataset."""
+  for option in config_lib.OPTIONS:
+    default = default_dataset if option.name == "dataset" else option.default
+    if option.multi:
+      define = flags.DEFINE_multi_string
+    elif option.list_:
+      define = flags.DEFINE_list
+    elif option.type is bool:
+      define = flags.DEFINE_bool
+    elif option.type is int:
+      define = flags.DEFINE_integer
+    elif option.type is float:
+      define = flags.DEFINE_float
+    elif isinstance(option.choices, tuple):
+      flags.DEFINE_enum(option.name, default, list(option.choices), option.help,
+                        flag_values=flag_values)
+      continue
+    else:
+      define = flags.DEFINE_string
+    define(option.name, default, option.help, flag_values=flag_values)
 
 
-
-def _define(flag_values, define, *args):
-  define(*args, flag_values=flag_values)
-
-
-# Flags that change what the sweep computes (a resumed sweep must keep them); the others
-# (progress, top, workdir, data_dir, dry_run) only change how it is shown or where files are.
-SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
-                "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
-                "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top", "member_id_offset", "dtype")
-
-
-# Flags a resumed sweep may change: where files are, how progress shows, how often to save.
-DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb",
-                 "checkpoint_every_epochs", "checkpoint_every_minutes", "keep_checkpoints",
-                 "simulate_device_mb", "study_storage", "conv_vectorize")
-
-
-class UsageError(ValueError):
-  """Bad flags: printed as one line each, exit status 2."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-  """The validated, frozen description of one sweep (what config.json holds)."""
-  values: tuple[tuple[str, Any], ...]
-
-  def __getattr__(self, name):
-    for key, value in object.__getattribute__(self, "values"):
-      if key == name:
-        return value
-    raise AttributeError(name)
-
-  def to_json(self) -> dict[str, Any]:
-    return dict(self.values)
+# Kept for code that imported them from here; the table in sweeps/config.py is the source.
+SEARCH_FLAGS = config_lib.SEARCH_OPTIONS
+DISPLAY_FLAGS = config_lib.DISPLAY_OPTIONS
+UsageError = config_lib.UsageError
+SweepConfig = config_lib.SweepConfig
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> SweepConfig:
-  names = SEARCH_FLAGS + DISPLAY_FLAGS
-  values = {name: flag_values[name].value for name in names}
-  values["space"] = list(values["space"])
-  values["cross"] = list(values["cross"])
-  return SweepConfig(tuple(sorted(values.items())))
+  return config_lib.make(**{o.name: flag_values[o.name].value for o in config_lib.OPTIONS})
 
 
 def config_from_argv(argv: Sequence[str], default_dataset: str = "mnist") -> SweepConfig:
@@ -141,11 +76,10 @@ def validate(cfg: SweepConfig):
   Raises:
     UsageError: with one line per problem found.
   """
-  from jaxnn import data
+  from jaxnn import data, member
   import jaxnn.data.registry  # noqa: F401  (data.registry.resolve checks names)
   from sweeps import space as space_lib
   from sweeps import strategies
-  from sweeps.strategies import base
 
   problems = []
 
@@ -153,29 +87,13 @@ def validate(cfg: SweepConfig):
     if not ok:
       problems.append(message)
 
-  need(cfg.strategy in strategies.STRATEGIES,
-       f"--strategy: got {cfg.strategy!r}; allowed: {', '.join(sorted(strategies.STRATEGIES))}")
-  need(cfg.objective in base.OBJECTIVES,
-       f"--objective: got {cfg.objective!r}; allowed: {', '.join(base.OBJECTIVES)}")
-  need(cfg.monitor in base.OBJECTIVES,
-       f"--monitor: got {cfg.monitor!r}; allowed: {', '.join(base.OBJECTIVES)}")
-  for name, low in (("trials", 1), ("epochs", 1), ("batch", 1), ("eta", 2), ("min_epochs", 1),
-                    ("pbt_interval", 1), ("seeds", 1), ("seed", 0), ("patience", 0),
-                    ("test_top", 0), ("top", 1), ("member_id_offset", 0)):
-    value = getattr(cfg, name)
-    need(value >= low, f"--{name}: got {value}; allowed: an integer >= {low}")
-  for name in ("train_subset", "val_subset", "test_subset"):
-    value = getattr(cfg, name)
-    need(value is None or value >= 1, f"--{name}: got {value}; allowed: an integer >= 1")
-  need(0.0 < cfg.val_fraction < 1.0,
-       f"--val_fraction: got {cfg.val_fraction}; allowed: a number in (0, 1)")
-  need(0.0 < cfg.pbt_fraction <= 0.5,
-       f"--pbt_fraction: got {cfg.pbt_fraction}; allowed: a number in (0, 0.5]")
-  need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
-  need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
-       f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
+  problems.extend(config_lib.option_problems(cfg))   # types, bounds, allowed values
   problems.extend(dtype_problems(cfg.dtype))
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
+  if cfg.workdir and not cfg.dry_run:
+    problems.extend(_workdir_problems(cfg.workdir))
+  if cfg.study_storage and not cfg.dry_run:
+    problems.extend(_storage_problems(cfg.study_storage))
   try:
     data.registry.resolve(cfg.dataset, cfg.data_dir)
   except ValueError as e:
@@ -187,9 +105,10 @@ def validate(cfg: SweepConfig):
   space = strategy = None
   try:
     space = space_lib.parse(cfg.space)
+    space_lib.check_fields(space, member.known_fields())
   except space_lib.SpaceError as e:
     problems.append(f"--space: {e}")
-  if space is not None and not problems:
+  if space is not None and not problems and cfg.strategy in strategies.STRATEGIES:
     try:
       strategy = strategies.make_strategy(cfg.strategy, space, settings(cfg))
       _check_member_configs(space, strategy, cfg)
@@ -202,13 +121,11 @@ def validate(cfg: SweepConfig):
 
 def dtype_problems(dtype: str, backend: str | None = None,
                    compute_capability: str | None = None) -> list[str]:
-  """Why --dtype cannot be used here (empty if it can). bfloat16 is refused where it is slower
-  than float32: the CPU backend (measured on the 2-core CPU: bf16 matmuls 100-160 GFLOP/s vs
-  150-195 for float32) and GPUs without bf16 tensor cores (compute capability < 8.0)."""
-  from jaxnn import population
-  if dtype not in population.DTYPES:
-    return [f"--dtype: got {dtype!r}; allowed: {', '.join(population.DTYPES)}"]
-  if dtype == "float32":
+  """Why --dtype=bfloat16 cannot be used here (empty if it can): it is refused where it is
+  slower than float32: the CPU backend (measured on the 2-core CPU: bf16 matmuls 100-160
+  GFLOP/s vs 150-195 for float32) and GPUs without bf16 tensor cores (compute capability < 8.0).
+  Unknown values are option_problems' to report."""
+  if dtype != "bfloat16":
     return []
   import jax
   backend = backend or jax.default_backend()
@@ -219,6 +136,37 @@ def dtype_problems(dtype: str, backend: str | None = None,
   if compute_capability is not None and float(compute_capability) < 8.0:
     return [f"--dtype: bfloat16 needs a GPU with bf16 units (compute capability >= 8.0); this "
             f"one has {compute_capability}"]
+  return []
+
+
+def _workdir_problems(workdir: str) -> list[str]:
+  """Checked before any data is loaded: the workdir (or the folder that will hold it) must be a
+  writable folder."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return [f"--workdir: {workdir} is a file, not a folder"]
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    return [f"--workdir: {parent} is a file, not a folder"]
+  if not os.access(parent, os.W_OK | os.X_OK):
+    return [f"--workdir: {parent} is not writable"]
+  return []
+
+
+def _storage_problems(url: str) -> list[str]:
+  """Opens the study storage once before training, so a bad URL is found in a second, not after
+  the sweep (a sqlite file is created where the study will be written anyway)."""
+  import sqlalchemy
+  try:
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect():
+      pass
+    engine.dispose()
+  except Exception as e:  # noqa: BLE001  (any driver error means the same to a user)
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return [f"--study_storage: cannot open {url!r}: {reason}"]
   return []
 
 
@@ -288,8 +236,6 @@ def previous_config(workdir: str | None) -> dict[str, Any] | None:
 
 # What a resume may grow, if the strategy says it can (Strategy.extends).
 EXTENDABLE = ("trials", "epochs")
-# Search flags added after sweeps were already written: an old config.json lacks them.
-_ADDED_DEFAULTS = {"member_id_offset": 0, "dtype": "float32"}
 
 
 def check_resume(cfg: SweepConfig) -> bool:
@@ -300,9 +246,9 @@ def check_resume(cfg: SweepConfig) -> bool:
   if old is None or cfg.dry_run:
     return False
   new = cfg.to_json()
-  changed = [k for k in SEARCH_FLAGS if old.get(k, _ADDED_DEFAULTS.get(k)) != new[k]
-             and not (k == "space" and list(_effective_space(old.get(k) or []).items())
-                      == list(_effective_space(new[k]).items()))]
+  changed = [k for k in config_lib.changed_search_options(old, cfg)
+             if not (k == "space" and list(_effective_space(old.get(k) or []).items())
+                     == list(_effective_space(new[k]).items()))]
   if not changed:
     return True
   if all(k in EXTENDABLE for k in changed):
@@ -387,13 +333,19 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     plan = loop.plan(trials)
     print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
     print(plan.summary(), file=out)
+    if cfg.estimate:
+      from sweeps import estimate as estimate_lib
+      total, exact = estimate_lib.expected_member_epochs(cfg.strategy, cfg, trials)
+      print(estimate_lib.estimate(plan, dataset, total, exact)[1], file=out)
     return []
 
   workdir = cfg.workdir
   checkpointer = checkpoint_lib.SweepCheckpointer(
       workdir, every_epochs=cfg.checkpoint_every_epochs,
       every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
-  bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
+  bar = progress_lib.SweepProgress(
+      enabled=cfg.progress, epochs=cfg.epochs,
+      expected_members={"bayes": cfg.trials, "pbt": cfg.batch}.get(cfg.strategy))
 
   def on_record(records):
     records_lib.append_records(workdir, records)
@@ -464,6 +416,14 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
+  from sweeps import estimate as estimate_lib
+  summary_path = os.path.join(workdir, "summary.json")   # the loop's timings, when it writes them
+  summary = None
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+  print(estimate_lib.time_line(summary, total_seconds=time.time() - start,
+                               checkpoint_seconds=checkpointer.seconds_saving), file=out)
   return runs
 
 
@@ -488,7 +448,7 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  from jaxnn.data import DataNotFoundError
+  from jaxnn.data import DataFormatError, DataNotFoundError
   from jaxnn.member import ConfigError
   from sweeps.run import Interrupted
   try:
@@ -496,16 +456,53 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  except (DataNotFoundError, ConfigError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except (DataNotFoundError, DataFormatError, ConfigError) as e:
+    if cfg.verbose:
+      raise
+    print(f"error: {_one_line(e)}", file=sys.stderr)
     sys.exit(2)
   except Interrupted as e:
     print(f"stopped by {e}: checkpoint saved in {cfg.workdir}; run the same command again to "
           "resume", file=sys.stderr)
     sys.exit(130 if str(e) == "SIGINT" else 143)
+  except Exception as e:  # noqa: BLE001  (a runtime failure: one line unless --verbose)
+    if cfg.verbose:
+      raise
+    print(f"error: {type(e).__name__}: {_one_line(e)} (--verbose for the traceback)",
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl's parse, but a bad or unknown flag is one line and exit status 2 (absl: 1)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def entry_point(default_dataset: str) -> None:
   """What `python -m sweeps.<name>` runs."""
   define_flags(default_dataset)
-  app.run(main)
+  args = sys.argv[1:]
+  if any(a in ("-h", "-?", "--help", "--helpshort", "--helpfull") for a in args):
+    from sweeps import usage
+    doc = getattr(sys.modules.get("__main__"), "__doc__", None)
+    print(usage.help_text(doc, default_dataset))
+    if "--helpfull" in args:
+      ours = {o.name for o in config_lib.OPTIONS}
+      print("\nlibrary flags:")
+      for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
+        others = [f for f in module_flags if f.name not in ours]
+        if others:
+          print(f"  {module}:")
+          for f in others:
+            print(f"    --{f.name}: {' '.join(f.help.split())[:120]}")
+    sys.exit(0)
+  app.run(main, flags_parser=_parse_flags)

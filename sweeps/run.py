@@ -412,10 +412,11 @@ class SweepLoop:
         k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
         for k, v in child_chunk.hparams.items()}
     child.row = row
+    before = dict(child.trial.config)   # kept in the event: the lineage plot draws both sides
     child.trial = dataclasses.replace(child.trial, config=dict(action.config))
     child.events.append({"epoch": child.epochs_run, "kind": "exploit",
                          "parent": action.parent_id, "config": dict(action.config),
-                         "reason": action.reason})
+                         "previous": before, "reason": action.reason})
 
   # ------------------------------------------------------------------------- finishing
 

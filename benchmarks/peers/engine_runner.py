@@ -16,7 +16,7 @@ import tempfile
 
 import common
 
-from sweeps import cli
+from sweeps import api
 from sweeps.run import EarlyStopping, SweepLoop
 
 PBT_SPACE = ["--space=depth=2", "--space=widths=[1024, 512]", "--space=activation=relu",
@@ -51,8 +51,8 @@ def main():
   parser.add_argument("--quick", action="store_true")
   args = parser.parse_args()
   budget = common.QUICK if args.quick else common.FULL
-  cfg = cli.config_from_argv(argv_for(args.strategy, budget), "cifar10")
-  _, strategy = cli.validate(cfg)
+  cfg = api.config_from_argv(argv_for(args.strategy, budget), "cifar10")
+  _, strategy = api.validate(cfg)
   dataset = common.load_split(args.data_dir, budget)
   trace = common.Trace()
   seen: dict[int, int] = {}

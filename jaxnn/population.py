@@ -33,6 +33,7 @@ import optax
 
 from jaxnn import data as data_lib
 from jaxnn import initializers, losses, optim, schedules
+from jaxnn import member as member_lib
 from jaxnn.member import BucketSpec
 
 Hparams = Mapping[str, jax.Array]
@@ -113,9 +114,8 @@ def _model(spec: BucketSpec):
 
 
 def steps_per_epoch(spec: BucketSpec, num_train: int) -> int:
-  """Full batches per epoch: the last partial batch is dropped (a fresh permutation each epoch
-  means every example is still seen about equally often)."""
-  return max(num_train // min(spec.batch_size, num_train), 1)
+  """Full batches per epoch (see `member.steps_per_epoch`)."""
+  return member_lib.steps_per_epoch(spec.batch_size, num_train)
 
 
 def _member_key(hp: Hparams) -> jax.Array:
@@ -168,8 +168,12 @@ def _forward(spec, state_params, batch_stats, x, hp, *, train, key=None):
   return out, updates.get("batch_stats", batch_stats)
 
 
-def _per_example_loss(spec, outputs, labels, hp):
-  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=hp["label_smoothing"],
+def _per_example_loss(spec, outputs, labels, hp, *, train=True):
+  """The training loss (with the member's label smoothing) or, for evaluation, the plain loss:
+  smoothing is a training regularizer, and a validation loss that includes it would rank and
+  early-stop members with different smoothing on different scales."""
+  smoothing = hp["label_smoothing"] if train else 0.0
+  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=smoothing,
                                     huber_delta=hp["huber_delta"])
 
 
@@ -256,7 +260,7 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
   def chunk(totals, inputs):
     x, y, mask = inputs
     out, _ = _forward(spec, params, batch_stats, data_lib.normalize(x, mean, std), hp, train=False)
-    loss = _per_example_loss(spec, out, y, hp)
+    loss = _per_example_loss(spec, out, y, hp, train=False)
     correct = losses.accuracy(spec.loss, out, y)
     return (totals[0] + jnp.sum(jnp.where(mask, loss, 0.0)),
             totals[1] + jnp.sum(jnp.where(mask, correct, 0.0))), None
@@ -360,6 +364,13 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
                  "val_acc": val_acc, "lr": lr}
 
 
+# The same program without donating `state`: after a failed call (an allocation failure) the
+# input state is intact, so the sweep loop can split the population and retry from it. The
+# planner budgets the old and the new state side by side, so this uses no memory it does not
+# count; `train_epoch` (donating) stays for drivers that never retry.
+train_epoch_retryable = jax.jit(train_epoch.__wrapped__, static_argnames=("spec", "vectorize"))
+
+
 # ------------------------------------------- the same epoch, driven in blocks of steps from Python
 
 @functools.partial(jax.jit, static_argnames=("spec", "num_train"))
@@ -415,7 +426,7 @@ def default_block(spec: BucketSpec, backend: str | None = None) -> int | None:
 
 
 def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
-              vectorize: str = "vmap", block: int | None = None):
+              vectorize: str = "vmap", block: int | None = None, retryable: bool = False):
   """One epoch for every member, as one program (`block=None`) or in blocks of `block` steps.
 
   Both give `train_epoch`'s (state, metrics). Blocks exist for XLA:CPU, which runs convolution
@@ -424,9 +435,11 @@ def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: Devi
   (dispatch is asynchronous). The last block may be shorter (one more compile, once). With
   'map', the members' epochs are issued one after another from Python, each with the program of
   a population of one: one compile whatever the chunk's size, the same program as a solo run.
+  `retryable`: the input `state` is never donated (see `train_epoch_retryable`).
   """
   if block is None:
-    return train_epoch(spec, state, hparams, data, vectorize=vectorize)
+    epoch = train_epoch_retryable if retryable else train_epoch
+    return epoch(spec, state, hparams, data, vectorize=vectorize)
   count = state.step.shape[0]
   if vectorize == "map" and count > 1:
     parts = [run_epoch(spec, _rows(state, i), _rows(hparams, i), data, "map", block)
@@ -435,12 +448,16 @@ def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: Devi
   order, lr = epoch_order(spec, state, hparams, data.train_x.shape[0])
   outs = []
   for start in range(0, order.shape[1], block):
-    state, out = train_block(spec, state, hparams, data, order[:, start:start + block],
-                             vectorize=vectorize)
+    step = train_block_retryable if retryable and start == 0 else train_block
+    state, out = step(spec, state, hparams, data, order[:, start:start + block],
+                      vectorize=vectorize)
     outs.append(out)
   step_losses = jnp.concatenate([o[0] for o in outs], axis=1)
   step_accs = jnp.concatenate([o[1] for o in outs], axis=1)
   return finish_epoch(spec, state, hparams, data, step_losses, step_accs, lr, vectorize=vectorize)
+
+
+train_block_retryable = jax.jit(train_block.__wrapped__, static_argnames=("spec", "vectorize"))
 
 
 def _rows(tree, i: int):

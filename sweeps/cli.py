@@ -190,7 +190,8 @@ def _check_member_configs(space, strategy, cfg) -> None:
     config = space.sample(RandomSuggest(rng))
     config.setdefault("epochs", cfg.epochs)
     try:
-      member.resolve(config, num_classes=10)
+      # Any size will do: it only sets defaults (per-step schedule lengths), never validity.
+      member.resolve(config, num_classes=10, num_train=2**20)
     except member.ConfigError as e:
       raise ValueError(str(e)) from None
 
@@ -301,6 +302,7 @@ def _space_change(old: Sequence[str], new: Sequence[str]) -> str:
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
+  import jaxnn
   from jaxnn import data
   from sweeps import best as best_lib
   from sweeps import checkpoint as checkpoint_lib
@@ -310,6 +312,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
+  jaxnn.configure()   # notebooks reach the engine here (through sweeps.api), not through main
   start = time.time()
   resuming = check_resume(cfg)
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
@@ -358,7 +361,9 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
       conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype)
   plans: list[Any] = []
-  if resuming and checkpointer.restore(loop):
+  loop.on_announce = lambda line: print(line, file=out)
+  restored = resuming and checkpointer.restore(loop)
+  if restored:
     plans = list(loop.restored_plans)
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
@@ -405,11 +410,13 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     bar.close()
     checkpointer.close()
     runs_lib.clear_running(workdir)
+  counted = loop.summary()   # before reports: the loop's own accounting
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
-  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
-        file=out)
+  counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
+                 resumed=bool(restored))
+  _write_json(os.path.join(workdir, "summary.json"), counted)
   if best is not None:
     print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
           f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
@@ -417,13 +424,10 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
   from sweeps import estimate as estimate_lib
-  summary_path = os.path.join(workdir, "summary.json")   # the loop's timings, when it writes them
-  summary = None
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-  print(estimate_lib.time_line(summary, total_seconds=time.time() - start,
-                               checkpoint_seconds=checkpointer.seconds_saving), file=out)
+  time_line = estimate_lib.time_line(counted, total_seconds=counted["total_seconds"],
+                                     checkpoint_seconds=checkpointer.seconds_saving)
+  print(f"sweep: {len(runs)} members; {time_line}; {counted['programs_compiled']} programs "
+        f"compiled ({counted['programs_announced']} announced); results in {workdir}", file=out)
   return runs
 
 
@@ -436,6 +440,8 @@ def _request_stop(loop):
 
 def main(argv: Sequence[str]) -> None:
   from absl import logging
+  import jaxnn
+  jaxnn.configure()   # process-wide JAX settings belong to the entry point, not to an import
   logging.set_verbosity(logging.WARNING)   # keep jax's backend probing out of the output
   if len(argv) > 1:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)

@@ -172,17 +172,19 @@ OPTIONS: tuple[Option, ...] = (
            "fold_in(key(seed), member_id), so WORKDIR/best.flags sets it to train a sweep's best "
            "member alone with its own draws.", search=True, low=0),
     Option("top", int, 10, "Rows of the final table.", low=1, group="output"),
-    Option("memory_budget_mb", float, None, "Device memory to plan for (default: detected).",
-           low=0.0, bounds="(]", group="device"),
+    # At least 1 MiB: below that a budget is a typo (0.01 for 10 GB?), not a device.
+    Option("memory_budget_mb", float, None, "Device memory to plan for in MiB (default: "
+           "detected).", low=1.0, group="device"),
     Option("dry_run", bool, False, "Print the plan (buckets, members, memory, compiles) and "
            "exit without training.", group="output"),
     Option("estimate", bool, False, "With --dry_run: train a short probe of the first bucket "
            "and estimate the sweep's time.", group="output"),
-    Option("checkpoint_every_epochs", int, 5,
-           "Checkpoint after this many chunk-epochs (and at every phase boundary).", low=1,
+    Option("checkpoint_every_epochs", int, None,
+           "Also checkpoint after this many chunk-epochs (default: by time only).", low=1,
            group="checkpoints"),
-    Option("checkpoint_every_minutes", float, 10.0, "Checkpoint at least this often while "
-           "training.", low=0.0, group="checkpoints"),
+    Option("checkpoint_every_minutes", float, None, "Checkpoint this often while training "
+           "(default: every 10 minutes and at phase boundaries, keeping saves under about 2% "
+           "of wall time).", low=0.0, bounds="(]", group="checkpoints"),
     Option("keep_checkpoints", int, 3, "Checkpoints kept.", low=1, group="checkpoints"),
     Option("simulate_device_mb", float, None, "Testing aid: treat a chunk whose estimated "
            "memory exceeds this as an allocation failure (exercises the split-and-retry path "

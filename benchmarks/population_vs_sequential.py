@@ -80,7 +80,8 @@ def _population_runner(spec, rows, ids, data, vectorize="vmap"):
 
   def run():
     state = jax.tree_util.tree_map(jnp.copy, fresh)
-    state, metrics = population.train_epoch(spec, state, hparams, data, vectorize=vectorize)
+    state, metrics = population.run_epoch(spec, state, hparams, data, vectorize=vectorize,
+                                          block=population.default_block(spec))
     jax.block_until_ready(metrics)
 
   return run

@@ -21,6 +21,7 @@ Metrics leave the device once per epoch at most: `train_epoch` returns arrays [m
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -89,6 +90,22 @@ def stack_rows(rows: Sequence[Mapping[str, Any]], member_ids: Sequence[int]) -> 
     out[key] = np.asarray([row[key] for row in rows], dtype)
   out["member_id"] = np.asarray(member_ids, np.int32)
   return out
+
+
+DTYPES = ("float32", "bfloat16")
+
+
+def with_dtype(spec: BucketSpec, dtype: str = "float32") -> BucketSpec:
+  """The bucket computing in `dtype`: activations and matmuls/convs in that type, parameters and
+  optimizer state stay float32 (the models' param_dtype), losses are taken in float32.
+
+  float32 returns `spec` unchanged, so float32 sweeps keep their programs and checkpoints."""
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype: unknown {dtype!r}; known: {', '.join(DTYPES)}")
+  if dtype == "float32":
+    return spec
+  kwargs = tuple(sorted({**dict(spec.model_kwargs), "dtype": dtype}.items()))
+  return dataclasses.replace(spec, model_kwargs=kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,14 +185,26 @@ def _member_keys(spec: BucketSpec, hp: Hparams):
           jax.random.fold_in(member, _AUGMENT))
 
 
-def _member_train(spec: BucketSpec, data: DeviceData, hp: Hparams, state: MemberState):
-  """One epoch of training for one member. Returns (state, (mean train loss, mean train acc))."""
-  num_train = data.train_x.shape[0]
+def _member_order(spec: BucketSpec, num_train: int, hp: Hparams, state: MemberState):
+  """This member's batches for its current epoch: indices [steps, batch] of a permutation drawn
+  from (seed, member_id, epoch)."""
   steps = steps_per_epoch(spec, num_train)
   batch = min(spec.batch_size, num_train)
-  shuffle_key, dropout_key, augment_key = _member_keys(spec, hp)
+  shuffle_key, _, _ = _member_keys(spec, hp)
   order = jax.random.permutation(jax.random.fold_in(shuffle_key, state.epoch), num_train)
-  order = order[: steps * batch].reshape(steps, batch)
+  return order[: steps * batch].reshape(steps, batch)
+
+
+def _member_steps(spec: BucketSpec, data: DeviceData, hp: Hparams, state: MemberState, order,
+                  unroll: int = 1):
+  """Training steps over the batches `order` [steps, batch] for one member.
+
+  Returns (state, (loss [steps], accuracy [steps])). `unroll` is scan's: how many steps one
+  loop iteration holds (XLA:CPU runs convolutions inside a loop body far slower; see
+  `run_epoch`); it changes the program, never the numbers' meaning.
+  """
+  num_train = data.train_x.shape[0]
+  _, dropout_key, augment_key = _member_keys(spec, hp)
   tx = _optimizer(spec, hp, num_train)
 
   def train_step(state: MemberState, indices):
@@ -206,13 +235,27 @@ def _member_train(spec: BucketSpec, data: DeviceData, hp: Hparams, state: Member
     accuracy = losses.accuracy(spec.loss, out, y).mean()
     return new, (loss, accuracy)
 
-  state, (step_losses, step_accs) = jax.lax.scan(train_step, state, order)
+  if order.shape[0] == 1 or unroll >= order.shape[0]:   # straight-line code, no loop at all
+    outs = []
+    for i in range(order.shape[0]):
+      state, out = train_step(state, order[i])
+      outs.append(out)
+    return state, tuple(jnp.stack(v) for v in zip(*outs))
+  return jax.lax.scan(train_step, state, order, unroll=unroll)
+
+
+def _member_train(spec: BucketSpec, data: DeviceData, hp: Hparams, state: MemberState,
+                  unroll: int = 1):
+  """One epoch of training for one member. Returns (state, (mean train loss, mean train acc))."""
+  order = _member_order(spec, data.train_x.shape[0], hp, state)
+  state, (step_losses, step_accs) = _member_steps(spec, data, hp, state, order, unroll)
   return state.replace(epoch=state.epoch + 1), (step_losses.mean(), step_accs.mean())
 
 
 def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, std, hp: Hparams,
-                     params, batch_stats):
-  """Mean loss and accuracy over the unmasked examples, chunk by chunk (bounded memory)."""
+                     params, batch_stats, loop: bool = True):
+  """Mean loss and accuracy over the unmasked examples, chunk by chunk (bounded memory);
+  `loop=False` writes the chunks out as straight-line code (for XLA:CPU, see `run_epoch`)."""
 
   def chunk(totals, inputs):
     x, y, mask = inputs
@@ -222,8 +265,13 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
     return (totals[0] + jnp.sum(jnp.where(mask, loss, 0.0)),
             totals[1] + jnp.sum(jnp.where(mask, correct, 0.0))), None
 
-  (loss_sum, correct_sum), _ = jax.lax.scan(chunk, (jnp.float32(0), jnp.float32(0)),
-                                            (x_chunks, y_chunks, mask_chunks))
+  totals = (jnp.float32(0), jnp.float32(0))
+  if loop:
+    (loss_sum, correct_sum), _ = jax.lax.scan(chunk, totals, (x_chunks, y_chunks, mask_chunks))
+  else:
+    for i in range(x_chunks.shape[0]):
+      totals, _ = chunk(totals, (x_chunks[i], y_chunks[i], mask_chunks[i]))
+    loss_sum, correct_sum = totals
   count = jnp.sum(mask_chunks)
   return loss_sum / count, correct_sum / count
 
@@ -262,40 +310,54 @@ def init(spec: BucketSpec, hparams: Hparams, data: DeviceData) -> MemberState:
 VECTORIZE = ("vmap", "map")
 
 
-def over_members(fn, vectorize: str = "vmap"):
+def over_members(fn, vectorize: str = "vmap", loop: bool = True):
   """Maps a one-member function over the leading members axis of its arguments.
 
   'vmap' batches the members into one computation (best for matmul-bound models); 'map' runs
   them one after another inside the same compiled program (lax.map), which can win for
-  convolutions, where vmap turns each conv into a grouped conv.
+  convolutions, where vmap turns each conv into a grouped conv. With `loop=False`, 'map' writes
+  the members out one after another as straight-line code instead of a loop (XLA:CPU runs
+  convolutions inside a loop body far slower); a population of one is then the member's own
+  program.
   """
   if vectorize == "vmap":
     return jax.vmap(fn)
-  if vectorize == "map":
+  if vectorize == "map" and loop:
     return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+  if vectorize == "map":
+    def unrolled(*args):
+      count = jax.tree_util.tree_leaves(args)[0].shape[0]
+      outs = [fn(*jax.tree_util.tree_map(lambda a, i=i: a[i], args)) for i in range(count)]
+      return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+    return unrolled
   raise ValueError(f"vectorize: unknown {vectorize!r}; known: {', '.join(VECTORIZE)}")
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "vectorize"), donate_argnames=("state",))
+def _lr_now(spec: BucketSpec, hparams: Hparams, step: jax.Array, num_train: int) -> jax.Array:
+  def lr_now(hp, step):
+    return schedules.learning_rate_fn(
+        spec.schedule, hp, per=spec.schedule_per,
+        steps_per_epoch=steps_per_epoch(spec, num_train))(step)
+  return jax.vmap(lr_now)(hparams, step)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "vectorize", "unroll"),
+                   donate_argnames=("state",))
 def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
-                vectorize: str = "vmap"):
+                vectorize: str = "vmap", unroll: int = 1):
   """Trains every member for one epoch, then evaluates it on the validation split.
+
+  The whole epoch is one program (a lax.scan over batches): the right shape for accelerators.
+  On XLA:CPU see `run_epoch`, which may drive the same steps in blocks from Python instead.
 
   Returns:
     (state, metrics): metrics maps train_loss, train_acc, val_loss, val_acc, lr to arrays
     [members]; lr is the rate used during this epoch (at its first step).
   """
   TRACE_COUNTS["train_epoch"] += 1
-  num_train = data.train_x.shape[0]
-
-  def lr_now(hp, step):
-    return schedules.learning_rate_fn(
-        spec.schedule, hp, per=spec.schedule_per,
-        steps_per_epoch=steps_per_epoch(spec, num_train))(step)
-
-  lr = jax.vmap(lr_now)(hparams, state.step)
+  lr = _lr_now(spec, hparams, state.step, data.train_x.shape[0])
   state, (train_loss, train_acc) = over_members(
-      functools.partial(_member_train, spec, data), vectorize)(hparams, state)
+      functools.partial(_member_train, spec, data, unroll=unroll), vectorize)(hparams, state)
   val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std,
                                 vectorize)
   return state, {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
@@ -309,10 +371,105 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
 train_epoch_retryable = jax.jit(train_epoch.__wrapped__, static_argnames=("spec", "vectorize"))
 
 
-def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap"):
+# ------------------------------------------- the same epoch, driven in blocks of steps from Python
+
+@functools.partial(jax.jit, static_argnames=("spec", "num_train"))
+def epoch_order(spec: BucketSpec, state: MemberState, hparams: Hparams, num_train: int):
+  """Every member's batches for its current epoch (indices [members, steps, batch]) and the
+  learning rate [members] at the epoch's first step."""
+  TRACE_COUNTS["epoch_order"] += 1
+  order = jax.vmap(functools.partial(_member_order, spec, num_train))(hparams, state)
+  return order, _lr_now(spec, hparams, state.step, num_train)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "vectorize"), donate_argnames=("state",))
+def train_block(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
+                order: jax.Array, vectorize: str = "vmap"):
+  """A block of training steps for every member, unrolled (no loop in the program).
+
+  Args:
+    order: [members, k, batch] batch indices (a slice of `epoch_order`).
+  Returns:
+    (state, (loss [members, k], accuracy [members, k])).
+  """
+  TRACE_COUNTS["train_block"] += 1
+  steps = functools.partial(_member_steps, spec, data, unroll=order.shape[1])
+  return over_members(steps, vectorize, loop=False)(hparams, state, order)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "vectorize"), donate_argnames=("state",))
+def finish_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
+                 step_losses: jax.Array, step_accs: jax.Array, lr: jax.Array,
+                 vectorize: str = "vmap"):
+  """Ends a blocked epoch: counts it, evaluates, and gives `train_epoch`'s metrics."""
+  TRACE_COUNTS["finish_epoch"] += 1
+  state = state.replace(epoch=state.epoch + 1)
+  val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std,
+                                vectorize, loop=False)
+  return state, {"train_loss": step_losses.mean(axis=1), "train_acc": step_accs.mean(axis=1),
+                 "val_loss": val_loss, "val_acc": val_acc, "lr": lr}
+
+
+# Steps per jitted call for convolutional buckets on XLA:CPU. Measured (2-core CPU shared with
+# ~16 other busy processes, small_cnn, 1 member, 16 steps of batch 128; first epoch with compile
+# / next epoch): one scan 41 / 36 s; blocks of 1: 17 / 7.3 s, 2: 29 / 6.7 s, 4: 33 / 6.1 s,
+# 8: 42 / 6.4 s. Longer blocks compile much longer for little gain.
+CPU_CONV_BLOCK = 2
+
+
+def default_block(spec: BucketSpec, backend: str | None = None) -> int | None:
+  """How `run_epoch` should drive a bucket's epoch on a backend: None (one program, a scan) on
+  accelerators and for MLPs; `CPU_CONV_BLOCK` steps per call for convolutional models on the
+  CPU, where a conv inside a loop body runs 6-18x slower than in straight-line code."""
+  backend = backend or jax.default_backend()
+  return CPU_CONV_BLOCK if backend == "cpu" and spec.model != "mlp" else None
+
+
+def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,
+              vectorize: str = "vmap", block: int | None = None, retryable: bool = False):
+  """One epoch for every member, as one program (`block=None`) or in blocks of `block` steps.
+
+  Both give `train_epoch`'s (state, metrics). Blocks exist for XLA:CPU, which runs convolution
+  training steps inside a loop body 6-18x slower than the same steps as straight-line code: a
+  block is `block` unrolled steps, one jitted call each, issued from Python without a host sync
+  (dispatch is asynchronous). The last block may be shorter (one more compile, once). With
+  'map', the members' epochs are issued one after another from Python, each with the program of
+  a population of one: one compile whatever the chunk's size, the same program as a solo run.
+  `retryable`: the input `state` is never donated (see `train_epoch_retryable`).
+  """
+  if block is None:
+    epoch = train_epoch_retryable if retryable else train_epoch
+    return epoch(spec, state, hparams, data, vectorize=vectorize)
+  count = state.step.shape[0]
+  if vectorize == "map" and count > 1:
+    parts = [run_epoch(spec, _rows(state, i), _rows(hparams, i), data, "map", block)
+             for i in range(count)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+  order, lr = epoch_order(spec, state, hparams, data.train_x.shape[0])
+  outs = []
+  for start in range(0, order.shape[1], block):
+    step = train_block_retryable if retryable and start == 0 else train_block
+    state, out = step(spec, state, hparams, data, order[:, start:start + block],
+                      vectorize=vectorize)
+    outs.append(out)
+  step_losses = jnp.concatenate([o[0] for o in outs], axis=1)
+  step_accs = jnp.concatenate([o[1] for o in outs], axis=1)
+  return finish_epoch(spec, state, hparams, data, step_losses, step_accs, lr, vectorize=vectorize)
+
+
+train_block_retryable = jax.jit(train_block.__wrapped__, static_argnames=("spec", "vectorize"))
+
+
+def _rows(tree, i: int):
+  """Member i of a population as a population of one (a copy)."""
+  return jax.tree_util.tree_map(lambda x: x[i:i + 1], tree)
+
+
+def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap", loop=True):
   x_chunks, y_chunks, mask = _chunked(spec, x, y)
-  member_eval = functools.partial(_member_evaluate, spec, x_chunks, y_chunks, mask, mean, std)
-  return over_members(member_eval, vectorize)(hparams, state.params, state.batch_stats)
+  member_eval = functools.partial(_member_evaluate, spec, x_chunks, y_chunks, mask, mean, std,
+                                  loop=loop)
+  return over_members(member_eval, vectorize, loop)(hparams, state.params, state.batch_stats)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -329,8 +486,11 @@ def set_active(state: MemberState, active: jax.Array) -> MemberState:
 
 
 def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Sequence[int],
-          data: DeviceData, epochs: int) -> tuple[MemberState, dict[str, np.ndarray]]:
+          data: DeviceData, epochs: int, vectorize: str = "vmap", block: int | None | str = "auto",
+          ) -> tuple[MemberState, dict[str, np.ndarray]]:
   """Trains a bucket for `epochs` epochs; the simple driver for notebooks and benchmarks.
+
+  `block`: steps per jitted call (see `run_epoch`); 'auto' is `default_block` for this backend.
 
   Returns:
     (final state, history): history maps each metric to a numpy array [members, epochs], plus
@@ -338,9 +498,10 @@ def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Seque
   """
   hparams = jax.tree_util.tree_map(jnp.asarray, stack_rows(rows, member_ids))
   state = init(spec, hparams, data)
+  block = default_block(spec) if block == "auto" else block
   per_epoch = []
   for _ in range(epochs):
-    state, metrics = train_epoch(spec, state, hparams, data)
+    state, metrics = run_epoch(spec, state, hparams, data, vectorize, block)
     per_epoch.append(metrics)  # stays on device; fetched once below
   history = jax.device_get(per_epoch)
   stacked = {k: np.stack([m[k] for m in history], axis=1) for k in history[0]} if history else {}

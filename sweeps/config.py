@@ -192,6 +192,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("conv_vectorize", str, "auto", "How members of a convolutional bucket run side by "
            "side: jax.vmap, lax.map, or auto (time both on a probe epoch of a few batches and "
            "keep the faster).", choices=("auto", "vmap", "map"), group="device"),
+    Option("dtype", str, "float32", "Compute dtype: float32, or bfloat16 (bf16 activations and "
+           "matmuls, float32 parameters and optimizer state; accelerators with bf16 units only, "
+           "refused where it is slower).", search=True, choices=("float32", "bfloat16"),
+           group="device"),
     Option("study_storage", str, None, "Where the Optuna study of the results goes: any "
            "SQLAlchemy URL (e.g. postgresql://... for many hosts); default "
            "sqlite:///WORKDIR/report/study.db.", group="output"),

@@ -65,8 +65,9 @@ def probe_bucket(bucket, dataset, vectorize: str = "vmap") -> BucketTime:
   seconds = []
   for _ in range(2):
     start = time.perf_counter()
-    state, metrics = population.train_epoch(bucket.spec, state, hparams, data,
-                                            vectorize=vectorize)
+    state, metrics = population.run_epoch(bucket.spec, state, hparams, data,
+                                          vectorize=vectorize,
+                                          block=population.default_block(bucket.spec))
     jax.block_until_ready(metrics)
     seconds.append(time.perf_counter() - start)
   scale = (n_train + n_val) / (n_probe + n_val_probe)

@@ -182,8 +182,9 @@ class SweepLoop:
                on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
-               on_plan: Callable[[plan_lib.Plan], None] | None = None):
+               on_plan: Callable[[plan_lib.Plan], None] | None = None, dtype: str = "float32"):
     self.strategy = strategy
+    self.dtype = dtype   # compute dtype of every bucket (population.with_dtype)
     self.dataset = dataset
     # Several devices: each chunk's members are split over them ('members' mesh axis), the
     # data replicated; the same jitted programs then run SPMD.
@@ -320,8 +321,10 @@ class SweepLoop:
         rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
-              m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
-        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes, slots))
+              m.trial, population.with_dtype(m.spec, self.dtype), m.row, bucket.param_count,
+              target=m.trial.epochs)
+        self.chunks.extend(self._init_chunks(population.with_dtype(bucket.spec, self.dtype), ids,
+                                             rows, bucket.member_bytes, slots))
     self.on_plan(plan)
 
   def _init_chunks(self, spec, ids, rows, member_bytes, slots=None) -> list[Chunk]:
@@ -425,8 +428,9 @@ class SweepLoop:
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
       # Not donated: if the epoch fails to allocate, chunk.state is still the state before it.
-      state, metrics = population.train_epoch_retryable(chunk.spec, chunk.state, chunk.hparams,
-                                                        self.data, vectorize=chunk.vectorize)
+      state, metrics = population.run_epoch(
+          chunk.spec, chunk.state, chunk.hparams, self.data, vectorize=chunk.vectorize,
+          block=population.default_block(chunk.spec), retryable=True)
       # A simulated failure lands where a real one does: after the program was called.
       self._check_memory(chunk.member_bytes * chunk.slots)
       chunk.state = state
@@ -482,8 +486,9 @@ class SweepLoop:
       for timed in (False, True):
         state = jax.tree_util.tree_map(jnp.copy, chunk.state)
         start = time.perf_counter()
-        jax.block_until_ready(population.train_epoch(chunk.spec, state, chunk.hparams, probe,
-                                                     vectorize=vectorize))
+        jax.block_until_ready(population.run_epoch(
+            chunk.spec, state, chunk.hparams, probe, vectorize=vectorize,
+            block=population.default_block(chunk.spec)))
         if timed:
           seconds[vectorize] = round(time.perf_counter() - start, 4)
     chunk.vectorize = min(seconds, key=seconds.get)
@@ -561,6 +566,7 @@ class SweepLoop:
     child = self.members[action.member_id]
     spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
                                    num_train=self.dataset.train.x.shape[0])
+    spec = population.with_dtype(spec, self.dtype)
     if spec != child_chunk.spec or spec != parent_chunk.spec:
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
@@ -712,7 +718,7 @@ class SweepLoop:
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
-    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
+    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset, self.dtype)
                for m in meta["members"]}
 
     def abstract(ids, slots):
@@ -753,7 +759,7 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
     self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
+    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset, self.dtype)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
                          int(nbytes), vectorize, slots)
@@ -915,10 +921,11 @@ def _member_meta(run: MemberRun) -> dict[str, Any]:
   return meta
 
 
-def _member_from_meta(meta: Mapping[str, Any], dataset) -> MemberRun:
+def _member_from_meta(meta: Mapping[str, Any], dataset, dtype: str = "float32") -> MemberRun:
   trial = Trial(**meta["trial"])
   spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
                                num_train=dataset.train.x.shape[0])
+  spec = population.with_dtype(spec, dtype)
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
 
 

@@ -52,21 +52,28 @@ def _bucket(configs, num_classes=2):
   return specs.pop(), [row for _, row in resolved]
 
 
-def _train(configs, ids, dataset, epochs=3):
+def _train(configs, ids, dataset, epochs=3, **kwargs):
   spec, rows = _bucket(configs, dataset.num_classes)
   data = population.device_data(dataset)
-  _, history = population.train(spec, rows, ids, data, epochs)
+  _, history = population.train(spec, rows, ids, data, epochs, **kwargs)
   return history
 
 
-def test_members_match_their_solo_runs_at_any_position():
+# The ways an epoch can be driven: one program (a scan), blocks of unrolled steps from Python
+# (XLA:CPU's convolution path; 6 steps per epoch here, so block 4 also exercises a shorter last
+# block), members one after another ('map').
+PATHS = [dict(block=None), dict(block=4), dict(block=4, vectorize="map")]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=["scan", "block", "block-map"])
+def test_members_match_their_solo_runs_at_any_position(path):
   dataset = _toy_dataset()
   ids = [10, 11, 12, 13]
-  together = _train(MLP_CONFIGS, ids, dataset)
+  together = _train(MLP_CONFIGS, ids, dataset, **path)
   order = [2, 0, 3, 1]
-  shuffled = _train([MLP_CONFIGS[i] for i in order], [ids[i] for i in order], dataset)
+  shuffled = _train([MLP_CONFIGS[i] for i in order], [ids[i] for i in order], dataset, **path)
   for i, config in enumerate(MLP_CONFIGS):
-    alone = _train([config], [ids[i]], dataset)
+    alone = _train([config], [ids[i]], dataset, **path)
     for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
       np.testing.assert_allclose(together[metric][i], alone[metric][0], rtol=RTOL, atol=ATOL,
                                  err_msg=f"member {i} {metric}")
@@ -75,6 +82,27 @@ def test_members_match_their_solo_runs_at_any_position():
   # The members really are different runs, and training works.
   assert len({round(float(together["val_loss"][i, -1]), 6) for i in range(4)}) == 4
   assert together["train_loss"][0, -1] < together["train_loss"][0, 0]
+
+
+def test_blocked_epochs_give_the_one_program_numbers():
+  dataset = _toy_dataset()
+  scan = _train(MLP_CONFIGS, [0, 1, 2, 3], dataset, block=None)
+  for path in PATHS[1:]:
+    blocked = _train(MLP_CONFIGS, [0, 1, 2, 3], dataset, **path)
+    for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+      np.testing.assert_allclose(blocked[metric], scan[metric], rtol=RTOL, atol=ATOL,
+                                 err_msg=f"{path} {metric}")
+
+
+def test_blocked_epochs_reuse_their_programs():
+  dataset = _toy_dataset()
+  data = population.device_data(dataset)
+  spec, rows = _bucket(MLP_CONFIGS[:2])
+  population.train(spec, rows, [0, 1], data, 1, block=4)
+  before = dict(population.TRACE_COUNTS)
+  spec2, rows2 = _bucket([dict(MLP_CONFIGS[0], lr=0.5, seed=7), dict(MLP_CONFIGS[1], lr=1e-4)])
+  population.train(spec2, rows2, [5, 6], data, 2, block=4)
+  assert dict(population.TRACE_COUNTS) == before
 
 
 def test_randomness_comes_from_member_id_and_seed():
@@ -130,16 +158,36 @@ def test_stopped_members_are_frozen():
     ("fastnet", dict(stem_width=4, widths=(4, 8, 8), flip=True)),
 ])
 def test_cnn_members_with_augmentation_and_batchnorm_match_solo(model, extra):
+  """On the CPU the default drives CNN epochs in blocks of unrolled steps; both vectorizations
+  give each member its solo numbers, so the sweep's timed vmap/map choice cannot move results."""
   dataset = _toy_dataset(n_train=64, n_val=32, shape=(16, 16, 3), dtype=np.uint8)
   configs = [dict(model=model, optimizer="adam", lr=lr, seed=s, batch_size=16, **extra)
              for lr, s in ((1e-3, 0), (3e-3, 1))]
   spec, rows = _bucket(configs)
   data = population.device_data(dataset)
-  _, together = population.train(spec, rows, [3, 4], data, 2)
-  _, alone = population.train(spec, rows[1:], [4], data, 2)
-  for metric in ("train_loss", "val_loss", "val_acc"):
-    np.testing.assert_allclose(together[metric][1], alone[metric][0], rtol=1e-4, atol=1e-5)
-  assert np.all(np.isfinite(together["train_loss"]))
+  _, alone = population.train(spec, rows[1:], [4], data, 2, vectorize="map")
+  for vectorize in population.VECTORIZE:
+    _, together = population.train(spec, rows, [3, 4], data, 2, vectorize=vectorize)
+    for metric in ("train_loss", "val_loss", "val_acc"):
+      np.testing.assert_allclose(together[metric][1], alone[metric][0], rtol=1e-4, atol=1e-5,
+                                 err_msg=f"{vectorize} {metric}")
+    assert np.all(np.isfinite(together["train_loss"]))
+
+
+def test_bfloat16_computes_in_bf16_and_keeps_float32_parameters():
+  dataset = _toy_dataset()
+  spec, rows = _bucket(MLP_CONFIGS[:2])
+  data = population.device_data(dataset)
+  bf16 = population.with_dtype(spec, "bfloat16")
+  assert population.with_dtype(spec, "float32") == spec and bf16 != spec
+  state, low = population.train(bf16, rows, [0, 1], data, 2)
+  _, full = population.train(spec, rows, [0, 1], data, 2)
+  dtypes = {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.opt_state))
+            if jnp.issubdtype(x.dtype, jnp.floating)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+  # bf16 keeps ~3 significant digits: close to the float32 run, not equal to it.
+  np.testing.assert_allclose(low["train_loss"], full["train_loss"], rtol=3e-2)
+  assert not np.array_equal(low["train_loss"], full["train_loss"])
 
 
 def test_evaluate_on_any_split():

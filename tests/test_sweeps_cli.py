@@ -141,6 +141,8 @@ def test_early_stopping_stops_members(tmp_path):
     (["--space=dropout=1.5"], "dropout: got 1.5; allowed: a number in [0.0, 1.0)"),
     (["--space=activation=swishy"], "activation: got 'swishy'; allowed:"),
     (["--space=lr=0.1", "--dataset=nosuchset"], "--dataset:"),
+    (["--space=lr=0.1", "--dtype=float16"], "--dtype=float16: value should be one of"),
+    (["--space=lr=0.1", "--dtype=bfloat16"], "--dtype: bfloat16 is slower than float32 on the CPU"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
   workdir = tmp_path / "w"
@@ -153,6 +155,14 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
   assert message in lines[0], lines[0]
   assert "Traceback" not in result.stderr
   assert not workdir.exists()
+
+
+def test_bfloat16_is_refused_where_it_is_slower():
+  assert cli.dtype_problems("float32", "cpu") == []
+  assert cli.dtype_problems("bfloat16", "gpu", "9.0") == []
+  assert cli.dtype_problems("bfloat16", "tpu") == []
+  assert "compute capability >= 8.0" in cli.dtype_problems("bfloat16", "gpu", "7.0")[0]
+  assert "CPU backend" in cli.dtype_problems("bfloat16", "cpu")[0]
 
 
 def test_conv_buckets_time_vmap_against_map_and_keep_the_faster(tmp_path):

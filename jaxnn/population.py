@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from jaxnn import data as data_lib
-from jaxnn import initializers, losses, optim, schedules
+from jaxnn import initializers, losses, models, optim, schedules
 from jaxnn import member as member_lib
 from jaxnn.member import BucketSpec
 
@@ -422,7 +422,8 @@ def default_block(spec: BucketSpec, backend: str | None = None) -> int | None:
   accelerators and for MLPs; `CPU_CONV_BLOCK` steps per call for convolutional models on the
   CPU, where a conv inside a loop body runs 6-18x slower than in straight-line code."""
   backend = backend or jax.default_backend()
-  return CPU_CONV_BLOCK if backend == "cpu" and spec.model != "mlp" else None
+  convolutional = models.model_entry(spec.model).convolutional
+  return CPU_CONV_BLOCK if backend == "cpu" and convolutional else None
 
 
 def run_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: DeviceData,

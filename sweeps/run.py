@@ -258,7 +258,6 @@ class SweepLoop:
     for spec, slots, vectorize in shapes:
       key = self._program_key(spec, slots)
       known = PROGRAMS.get(key, {})
-      traced = pending["traced"].setdefault(key, set())
       mode = vectorize or self._mode(spec, slots)
       if mode == "auto":
         choice = known.get("choice") or pending["choice"].get(key)
@@ -269,6 +268,11 @@ class SweepLoop:
             pending["probed"].add(probe)
           choice = pending["choice"][key] = "?"
         mode = choice
+      if mode == "map" and population.default_block(spec) is not None:
+        # Blocked 'map' issues each member alone: one program whatever the chunk's size.
+        key = self._program_key(spec, 1)
+        known = PROGRAMS.get(key, {})
+      traced = pending["traced"].setdefault(key, set())
       if mode not in traced and mode not in known.get("traced", ()):
         traced.add(mode)
         count += 1
@@ -290,9 +294,12 @@ class SweepLoop:
     compile_now = compile_seconds()
     wall = time.perf_counter() - counted["start"] if counted else 0.0
     compiled = {k: traces.get(k, 0) - (counted["traces"].get(k, 0) if counted else 0)
-                for k in ("init", "train_epoch", "evaluate")}
+                for k in ("init", "train_epoch", "finish_epoch", "evaluate")}
     compile_s = compile_now - (counted["compile"] if counted else compile_now)
-    return {"members": len(self.members), "programs_compiled": compiled["train_epoch"],
+    # An epoch program is one train_epoch, or (CPU convolutions, in blocks) the blocks that end
+    # in one finish_epoch: each epoch procedure compiled counts once.
+    return {"members": len(self.members),
+            "programs_compiled": compiled["train_epoch"] + compiled["finish_epoch"],
             "programs_announced": self.programs_announced, "traces": compiled,
             "compile_seconds": round(compile_s, 3),
             "checkpoint_seconds": round(self.seconds["checkpoint"], 3),
@@ -467,6 +474,9 @@ class SweepLoop:
     if chunk.vectorize is None:
       self._pick_vectorize(chunk, entry)
     entry["traced"].add(chunk.vectorize)
+    if chunk.vectorize == "map" and population.default_block(chunk.spec) is not None:
+      PROGRAMS.setdefault(self._program_key(chunk.spec, 1),
+                          {"traced": set(), "choice": None, "seconds": None})["traced"].add("map")
 
   def _pick_vectorize(self, chunk: Chunk, entry: dict[str, Any]) -> None:
     mode = self._mode(chunk.spec, chunk.slots)

@@ -68,6 +68,10 @@ def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) ->
   _define(flag_values, flags.DEFINE_enum, "conv_vectorize", "auto", ["auto", "vmap", "map"],
           "How members of a convolutional bucket run side by side: jax.vmap, lax.map, or auto "
           "(time both on a probe epoch of a few batches and keep the faster).")
+  _define(flag_values, flags.DEFINE_string, "pack", "auto",
+          "auto | off. auto: MLP members of different depths, widths and activations share one "
+          "compiled program (padded and masked) where the backend's cost model says it pays; "
+          "off: one program per distinct shape.")
   _define(flag_values, flags.DEFINE_string, "study_storage", None,
           "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
           "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
@@ -90,7 +94,7 @@ SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "bat
 # Flags a resumed sweep may change: where files are, how progress shows, how often to save.
 DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb",
                  "checkpoint_every_epochs", "checkpoint_every_minutes", "keep_checkpoints",
-                 "simulate_device_mb", "study_storage", "conv_vectorize")
+                 "simulate_device_mb", "study_storage", "conv_vectorize", "pack")
 
 
 class UsageError(ValueError):
@@ -168,6 +172,7 @@ def validate(cfg: SweepConfig):
   need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
   need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
        f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
+  need(cfg.pack in ("auto", "off"), f"--pack: got {cfg.pack!r}; allowed: auto, off")
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
   try:
     data.registry.resolve(cfg.dataset, cfg.data_dir)
@@ -300,7 +305,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   if cfg.dry_run:
     trials = strategy.ask()
     loop = SweepLoop(strategy, dataset, objective=cfg.objective, early_stopping=stopping,
-                     memory_budget_bytes=budget)
+                     memory_budget_bytes=budget, pack=cfg.pack)
     plan = loop.plan(trials)
     print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
     print(plan.summary(), file=out)
@@ -321,7 +326,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
       on_epoch=bar.epoch, on_checkpoint=checkpointer,
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
-      conv_vectorize=cfg.conv_vectorize)
+      conv_vectorize=cfg.conv_vectorize, pack=cfg.pack)
   plans: list[Any] = []
   if resuming and checkpointer.restore(loop):
     plans = list(loop.restored_plans)

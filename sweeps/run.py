@@ -122,7 +122,7 @@ class SweepLoop:
                on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
-               on_plan: Callable[[plan_lib.Plan], None] | None = None):
+               on_plan: Callable[[plan_lib.Plan], None] | None = None, pack: str = "auto"):
     self.strategy = strategy
     self.dataset = dataset
     # Several devices: each chunk's members are split over them ('members' mesh axis), the
@@ -144,6 +144,7 @@ class SweepLoop:
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
     self.simulate_device_bytes = simulate_device_bytes
     self.conv_vectorize = conv_vectorize
+    self.pack = pack   # 'auto' | 'off': may members of different MLP shapes share a program
     self.restored_plans: list[dict[str, Any]] = []
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
@@ -157,7 +158,7 @@ class SweepLoop:
     return plan_lib.make_plan(
         trials, num_classes=self.dataset.num_classes, input_shape=tuple(x.shape[1:]),
         input_dtype=str(x.dtype), num_train=x.shape[0], num_val=self.dataset.val.x.shape[0],
-        memory_budget_bytes=self.memory_budget_bytes)
+        memory_budget_bytes=self.memory_budget_bytes, pack=self.pack)
 
   def start(self, trials: Sequence[Trial]) -> None:
     plan = self.plan(trials)
@@ -168,7 +169,7 @@ class SweepLoop:
         rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
-              m.trial, m.spec, m.row, bucket.param_count, target=m.trial.epochs)
+              m.trial, m.spec, m.row, m.param_count, target=m.trial.epochs)
         self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
     self.on_plan(plan)
 
@@ -379,9 +380,10 @@ class SweepLoop:
     parent_chunk, pi = self._locate(action.parent_id)
     child = self.members[action.member_id]
     spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes)
-    if spec != child_chunk.spec or spec != parent_chunk.spec:
+    if (not member_lib.fits(spec, child_chunk.spec) or child_chunk.spec != parent_chunk.spec):
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
+    row = member_lib.fit_row(spec, row, child_chunk.spec)   # packed buckets: padded row
     keep = {"member_id", "seed"}
     row = {**row, "seed": child.row["seed"]}
     child_chunk.state = child_chunk.state.replace(
@@ -599,12 +601,16 @@ _MEMBER_FIELDS = ("row", "param_count", "history", "status", "target", "wall_tim
 def _member_meta(run: MemberRun) -> dict[str, Any]:
   meta = {k: getattr(run, k) for k in _MEMBER_FIELDS}
   meta["trial"] = dataclasses.asdict(run.trial)
+  meta["spec"] = member_lib.spec_to_json(run.spec)   # the bucket's (packed) spec
   return meta
 
 
 def _member_from_meta(meta: Mapping[str, Any], num_classes: int) -> MemberRun:
   trial = Trial(**meta["trial"])
-  spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
+  if "spec" in meta:
+    spec = member_lib.spec_from_json(meta["spec"])
+  else:   # a checkpoint written before packing: the member's own spec
+    spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
 
 

@@ -45,7 +45,7 @@ class Bucket:
   chunk_size: int
   waste: float = 0.0         # padding waste: share of the program's FLOPs spent on masked units
   memory_waste: float = 0.0  # the same for parameter memory
-  split_by: tuple[str, ...] = ()   # what kept these members out of the nearest other bucket
+  split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
 
   def chunks(self) -> list[list[PlannedMember]]:
     return [self.members[i:i + self.chunk_size]
@@ -202,8 +202,8 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
     chunk = int(max(1, min(len(members), room // max(member_bytes, 1))))
     buckets.append(Bucket(spec, members, member_bytes, params, chunk, waste, memory_waste))
   for b in buckets:
-    others = [member_lib.split_fields(b.spec, o.spec) for o in buckets if o is not b]
-    b.split_by = tuple(min(others, key=len)) if others else ()
+    b.split_by = tuple(sorted({f for o in buckets if o is not b
+                               for f in member_lib.split_fields(b.spec, o.spec)}))
   return Plan(buckets, data_bytes, budget)
 
 

@@ -187,6 +187,6 @@ def test_the_cost_model_keeps_a_narrow_member_out_of_a_wide_program_on_cpu():
   assert cpu.buckets[2].split_by == ("optimizer",)
   assert "split by: " in cpu.summary() and "padding waste" in cpu.summary()
   gpu = plan_lib.make_plan(trials[:2], pack="auto", backend="gpu", **common)
-  assert len(gpu.buckets) == 1 and gpu.buckets[0].waste > 0.9   # launch-bound: packing pays
+  assert len(gpu.buckets) == 1 and gpu.buckets[0].waste > 0.4   # launch-bound: packing pays
   off = plan_lib.make_plan(trials[:2], pack="off", backend="gpu", **common)
   assert len(off.buckets) == 2

@@ -108,7 +108,7 @@ class BucketSpec:
                       if k not in ("kernel_init", "bias_init"))
     parts = [f"{self.model}({kwargs})", self.optimizer]
     if self.schedule != "constant":
-      parts.append(self.schedule)
+      parts.append(self.schedule if isinstance(self.schedule, str) else "/".join(self.schedule))
     parts.append(f"bs{self.batch_size}")
     if self.augments:
       parts.append("aug")
@@ -379,7 +379,7 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
 
 # ------------------------------------------------------------------------------------- packing
 # Members whose specs differ only in what a packed program reads per member (the MLP's widths,
-# depth and activations) can share one program built at their padded shape; see
+# depth and activations, the schedule kind) can share one program built at their padded shape; see
 # jaxnn.models.mlp. `pack_key` says which specs may share, `merge_specs` gives the shared spec,
 # `fit_row` pads a member's row to it.
 
@@ -409,7 +409,11 @@ def pack_key(spec: BucketSpec) -> BucketSpec | None:
   if spec.model != "mlp" or not _hidden(spec):
     return None
   kwargs = tuple((k, v) for k, v in spec.model_kwargs if k not in PACKED_FIELDS)
-  return dataclasses.replace(spec, model_kwargs=kwargs)
+  return dataclasses.replace(spec, model_kwargs=kwargs, schedule="")
+
+
+def _schedules(spec: BucketSpec) -> tuple[str, ...]:
+  return (spec.schedule,) if isinstance(spec.schedule, str) else tuple(spec.schedule)
 
 
 def merge_specs(specs) -> BucketSpec:
@@ -429,7 +433,9 @@ def merge_specs(specs) -> BucketSpec:
   kwargs.update(widths=widths, activation=names[0] if len(names) == 1 else tuple(names))
   if head != widths[-1]:
     kwargs["head_width"] = head
-  return dataclasses.replace(specs[0], model_kwargs=tuple(sorted(kwargs.items())))
+  schedules = sorted({n for s in specs for n in _schedules(s)})
+  return dataclasses.replace(specs[0], model_kwargs=tuple(sorted(kwargs.items())),
+                             schedule=schedules[0] if len(schedules) == 1 else tuple(schedules))
 
 
 def fits(spec: BucketSpec, bucket: BucketSpec) -> bool:
@@ -441,7 +447,8 @@ def fits(spec: BucketSpec, bucket: BucketSpec) -> bool:
   mine, theirs = _hidden(spec), _hidden(bucket)
   return (len(mine) <= len(theirs) and all(a <= b for a, b in zip(mine, theirs))
           and _last_width(spec) <= _last_width(bucket)
-          and set(mlp_choices(spec)) <= set(mlp_choices(bucket)))
+          and set(mlp_choices(spec)) <= set(mlp_choices(bucket))
+          and set(_schedules(spec)) <= set(_schedules(bucket)))
 
 
 def fit_row(spec: BucketSpec, row: Mapping[str, Any], bucket: BucketSpec) -> dict[str, Any]:
@@ -460,6 +467,8 @@ def fit_row(spec: BucketSpec, row: Mapping[str, Any], bucket: BucketSpec) -> dic
   out["act_index"] = [float(theirs.index(mine[int(i)])) for i in row["act_index"]] + [0.0] * pad
   out["dropout"] = list(row["dropout"]) + [0.0] * pad
   out["l2"] = list(row["l2"][:-1]) + [0.0] * pad + [row["l2"][-1]]
+  if not isinstance(bucket.schedule, str):
+    out["schedule_index"] = float(bucket.schedule.index(spec.schedule))
   return out
 
 
@@ -484,4 +493,5 @@ def spec_from_json(obj: Mapping[str, Any]) -> BucketSpec:
   """Inverse of `spec_to_json` after a JSON round trip (lists back to tuples)."""
   def tup(v):
     return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
-  return BucketSpec(**{**obj, "model_kwargs": tuple((k, tup(v)) for k, v in obj["model_kwargs"])})
+  return BucketSpec(**{**obj, "model_kwargs": tuple((k, tup(v)) for k, v in obj["model_kwargs"]),
+                       "schedule": tup(obj["schedule"])})

@@ -136,6 +136,8 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
   if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
     depth = len(row["dropout"])
     row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
+    if not isinstance(spec.schedule, str):
+      row["schedule_index"] = 0.0
   else:
     row["l2"] = 0.0
   hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))

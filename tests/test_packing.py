@@ -25,8 +25,10 @@ RTOL, ATOL = 1e-4, 1e-5
 CONFIGS = [
     dict(widths=[16, 8], activation=["relu", "tanh"], dropout=[0.2, 0.0], l2=[1e-3, 1e-2],
          seed=1),
-    dict(widths=[4], activation="gelu", dropout=0.3, seed=2, clip_norm=0.5, weight_decay=0.1),
-    dict(widths=[12, 16, 8], activation="sigmoid", l2=1e-3, l1=1e-4, seed=3),
+    dict(widths=[4], activation="gelu", dropout=0.3, seed=2, clip_norm=0.5, weight_decay=0.1,
+         schedule="step", gamma=0.5, step_size=1),
+    dict(widths=[12, 16, 8], activation="sigmoid", l2=1e-3, l1=1e-4, seed=3, schedule="cosine",
+         horizon=2),
 ]
 
 
@@ -45,6 +47,7 @@ def test_a_packed_member_trains_as_it_does_alone(common):
   data = population.device_data(_toy_dataset(n_train=128, n_val=64, shape=(6,)))
   bucket, resolved, rows = _packed(CONFIGS, **common)
   assert dict(bucket.model_kwargs)["widths"] == (16, 16, 8)
+  assert bucket.schedule == ("constant", "cosine", "step")   # the kind varies per member
   state, packed = population.train(bucket, rows, [5, 6, 7], data, 2)
   for i in (0, 1):   # the 3-deep member's solo shape is nearly the bucket's: two suffice
     spec, row = resolved[i]

@@ -193,3 +193,25 @@ def test_the_cost_model_keeps_a_narrow_member_out_of_a_wide_program_on_cpu():
   assert len(gpu.buckets) == 1 and gpu.buckets[0].waste > 0.4   # launch-bound: packing pays
   off = plan_lib.make_plan(trials[:2], pack="off", backend="gpu", **common)
   assert len(off.buckets) == 2
+
+
+def test_a_checkpoint_restores_packed_buckets():
+  import json
+  strategy = make_strategy("random", space_lib.parse(
+      ["model=mlp", "depth=int(1, 2)", "widths=per_layer(depth, choice(3, 6))",
+       "activation=choice(relu, tanh)", "batch_size=16"]), Settings(trials=4, epochs=1, seed=0))
+  dataset = _toy_dataset(n_train=32, n_val=16, shape=(5,))
+  loop = SweepLoop(strategy, dataset, test_top=0, pack="auto")
+  loop.start(strategy.ask())
+  # A packed chunk: members of several true shapes in one program.
+  assert any(len({tuple(loop.members[i].row["widths"]) for i in c.ids}) > 1 for c in loop.chunks)
+  meta, arrays = loop.state_dict()
+  meta = json.loads(json.dumps(meta))
+  fresh = SweepLoop(make_strategy("random", strategy.space, strategy.settings), dataset,
+                    test_top=0, pack="auto")
+  target = fresh.abstract_arrays(meta)
+  assert (jax.tree_util.tree_structure(target["chunks"])
+          == jax.tree_util.tree_structure(arrays["chunks"]))
+  fresh.load_state_dict(meta, arrays)
+  assert [c.spec for c in fresh.chunks] == [c.spec for c in loop.chunks]
+  assert {i: r.row for i, r in fresh.members.items()} == {i: r.row for i, r in loop.members.items()}

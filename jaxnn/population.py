@@ -236,7 +236,8 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
 def _chunked(spec: BucketSpec, x: jax.Array, y: jax.Array):
   """Pads an eval split to whole chunks of eval_batch_size, with a mask for the padding."""
   n = x.shape[0]
-  size = min(spec.eval_batch_size, n)
+  size = max(min(spec.eval_batch_size, n), 1)   # an empty split (retraining on train+val):
+                                                # zero chunks, metrics NaN
   chunks = -(-n // size)
   pad = chunks * size - n
   mask = jnp.arange(chunks * size) < n
@@ -343,3 +344,13 @@ def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Seque
   stacked = {k: np.stack([m[k] for m in history], axis=1) for k in history[0]} if history else {}
   stacked["diverged"] = np.asarray(state.diverged)
   return state, stacked
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def apply(spec: BucketSpec, params, batch_stats, hparams: Hparams, x: jax.Array, mean: jax.Array,
+          std: jax.Array) -> jax.Array:
+  """Logits of ONE member (unstacked params and hparams row) on raw inputs `x`, in eval mode:
+  normalized exactly as in training and evaluation (what an exported model predicts with)."""
+  out, _ = _forward(spec, params, batch_stats, data_lib.normalize(x, mean, std), hparams,
+                    train=False)
+  return out

@@ -58,11 +58,10 @@ def population_sharding(num_members: int, mesh: Mesh) -> NamedSharding:
 def place_population(hparams: T, state: Any, mesh: Mesh) -> tuple[T, Any]:
   """Puts every leaf of `hparams` and `state` on `mesh`, split along the leading members axis.
 
-  The split happens only when the member count is a multiple of the device count. An uneven
-  split would need padding with inactive dummy members, and the sweep loop addresses members by
-  their position in a chunk (activity masks, compaction, PBT copies), so padding would leak into
-  all of them; instead an uneven population is replicated: every device runs every member, which
-  gives the same numbers at no speed-up. Plan chunks in multiples of `mesh.size` to avoid it.
+  The split happens only when the member count is a multiple of the device count; an uneven
+  population is replicated: every device runs every member, which gives the same numbers at no
+  speed-up. The sweep loop never hands it one: its chunks are padded with inactive filler slots
+  to multiples of `mesh.size` (sweeps/plan.py `slot_size`).
   Placing an already placed population costs nothing.
 
   Args:

@@ -11,11 +11,16 @@ intact and the partial one ignored):
 The data position needs no saving: each epoch's permutation is a function of (seed, member id,
 epoch), and the epoch counter is in the state.
 
-Saves happen every `every_epochs` chunk-epochs (a phase boundary counts as one) or every
-`every_minutes`, whichever comes first, and once when the sweep is done. Nothing is lost by saving
-rarely: everything between two saves is a deterministic function of the first, so a resume
+Saves are paced by time, not by count: by default at most about `budget` (2%) of wall time goes to
+saving. A save is due every `every_minutes` (default 10; when not given, stretched so that the
+last save's cost stays within the budget), at a phase boundary (Hyperband rung, PBT sync, a new
+ask) once the time since the last save is at least cost / budget, once when the sweep is done,
+and, only when `every_epochs` is given, every `every_epochs` chunk-epochs (a phase boundary counts
+as one). The clock is injectable, so tests decide "time" without waiting. Nothing is lost by
+saving rarely: everything between two saves is a deterministic function of the first, so a resume
 replays it to the same numbers. Orbax writes in the background (async); only the copy of the
-arrays to host memory blocks training. The last `keep` checkpoints are kept.
+arrays to host memory blocks training. The last `keep` checkpoints are kept while the sweep runs,
+only the last one once it is finished (`prune`).
 """
 
 from __future__ import annotations
@@ -35,18 +40,25 @@ CHECKPOINT_DIR = "checkpoints"
 class SweepCheckpointer:
   """Saves and restores a `SweepLoop` (sweeps/run.py) in `workdir/checkpoints`."""
 
-  def __init__(self, workdir: str, *, every_epochs: int = 5, every_minutes: float = 10.0,
-               keep: int = 3, asynchronous: bool = True):
+  DEFAULT_MINUTES = 10.0
+
+  def __init__(self, workdir: str, *, every_epochs: int | None = None,
+               every_minutes: float | None = None, keep: int = 3, asynchronous: bool = True,
+               budget: float = 0.02, clock=time.monotonic):
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     self.every_epochs = every_epochs
-    self.every_seconds = every_minutes * 60.0
+    self.fixed_interval = every_minutes is not None   # given: kept exactly
+    self.every_seconds = (self.DEFAULT_MINUTES if every_minutes is None else every_minutes) * 60.0
+    self.budget = budget
+    self.clock = clock
+    self.last_cost = 0.0   # seconds the last save blocked training
     self.options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=asynchronous, create=True,
         cleanup_tmp_directories=True)
     self._manager = None   # made on first use: nothing is written for a sweep that never starts
     self.step = 0
     self.epochs_since = 0
-    self.last_time = time.monotonic()
+    self.last_time = clock()
     self.saves = 0
     self.seconds_saving = 0.0
 
@@ -58,14 +70,20 @@ class SweepCheckpointer:
     return self._manager
 
   def __call__(self, loop, force: bool) -> None:
-    """The loop's checkpoint hook: called after every chunk-epoch and at phase boundaries."""
-    if not force:
-      self.epochs_since += 1
-      due = (self.epochs_since >= self.every_epochs
-             or time.monotonic() - self.last_time >= self.every_seconds)
-      if not due:
-        return
-    self.save(loop)
+    """The loop's checkpoint hook: called after every chunk-epoch and at phase boundaries
+    (where `loop.phase` is 'ask')."""
+    if force or self.due(boundary=getattr(loop, "phase", None) == "ask"):
+      self.save(loop)
+
+  def due(self, boundary: bool) -> bool:
+    """Counts one chunk-epoch (or phase boundary) and says whether a save is due now."""
+    self.epochs_since += 1
+    if self.every_epochs is not None and self.epochs_since >= self.every_epochs:
+      return True
+    elapsed = self.clock() - self.last_time
+    affordable = self.last_cost / self.budget   # the wait that keeps saving within the budget
+    interval = self.every_seconds if self.fixed_interval else max(self.every_seconds, affordable)
+    return elapsed >= interval or (boundary and elapsed >= affordable)
 
   def save(self, loop) -> None:
     start = time.perf_counter()
@@ -79,9 +97,10 @@ class SweepCheckpointer:
     manager.save(self.step, args=ocp.args.Composite(
         arrays=ocp.args.StandardSave(_without_empty(arrays)), meta=ocp.args.JsonSave(meta)))
     self.epochs_since = 0
-    self.last_time = time.monotonic()
+    self.last_time = self.clock()
     self.saves += 1
-    self.seconds_saving += time.perf_counter() - start
+    self.last_cost = time.perf_counter() - start
+    self.seconds_saving += self.last_cost
 
   def restore(self, loop) -> bool:
     """Loads the latest checkpoint into `loop`; False when there is none."""
@@ -97,6 +116,19 @@ class SweepCheckpointer:
     loop.load_state_dict(meta, _with_empty(target, arrays))
     self.step = step
     return True
+
+  def prune(self) -> None:
+    """A finished sweep keeps only its latest checkpoint. At the end no chunk is live, so that
+    one holds the bookkeeping (members, strategy, plans) and the best-epoch weights of the top
+    members: what a resume (to report again, or to extend --trials) and the export need."""
+    if self._manager is None and not os.path.isdir(self.directory):
+      return
+    manager = self.manager
+    manager.wait_until_finished()
+    latest = manager.latest_step()
+    for step in manager.all_steps():
+      if step != latest:
+        manager.delete(step)
 
   def close(self) -> None:
     """Waits for a background write to finish (call before the process exits)."""

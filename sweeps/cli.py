@@ -21,107 +21,44 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
+from sweeps import config as config_lib
+
 FLAGS = flags.FLAGS
 
 
 def define_flags(default_dataset: str, flag_values: flags.FlagValues = FLAGS) -> None:
-  """Defines the sweep flags on `flag_values` (the global FLAGS for the entry points)."""
-  _define(flag_values, flags.DEFINE_string, "dataset", default_dataset, "Data set name (see jaxnn.data).")
-  _define(flag_values, flags.DEFINE_string, "data_dir", None, "Folder with offline data (official archives, image "
-                      "folders); default $JAXNN_DATA_DIR, then tensorflow-datasets.")
-  _define(flag_values, flags.DEFINE_string, "workdir", None, "Where the sweep writes config, plan, records, reports.")
-  _define(flag_values, flags.DEFINE_string, "strategy", "grid", "grid | random | bayes | hyperband | "
-                      "successive_halving | pbt | ablation")
-  _define(flag_values, flags.DEFINE_multi_string, "space", [], "NAME=SPEC [if CONDITION]; see sweeps/space.py.")
-  _define(flag_values, flags.DEFINE_integer, "trials", 20, "Budget: configurations to try (random, bayes).")
-  _define(flag_values, flags.DEFINE_integer, "epochs", 10, "Budget: epochs per member (max epochs for hyperband/pbt).")
-  _define(flag_values, flags.DEFINE_integer, "seed", 0, "Seeds the strategy, the data split and every member.")
-  _define(flag_values, flags.DEFINE_integer, "batch", 16, "Members asked at once (bayes) / population size (pbt).")
-  _define(flag_values, flags.DEFINE_integer, "eta", 3, "Reduction factor of successive halving / Hyperband.")
-  _define(flag_values, flags.DEFINE_integer, "min_epochs", 1, "Smallest budget of a Hyperband rung.")
-  _define(flag_values, flags.DEFINE_integer, "pbt_interval", 2, "Epochs between PBT exploit steps.")
-  _define(flag_values, flags.DEFINE_float, "pbt_fraction", 0.25, "Fraction of the PBT population replaced each time.")
-  _define(flag_values, flags.DEFINE_string, "sampler", "tpe", "Bayesian sampler: tpe | gp | cmaes.")
-  _define(flag_values, flags.DEFINE_integer, "seeds", 3, "Ablation: repeats of every variant.")
-  _define(flag_values, flags.DEFINE_list, "cross", [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).")
-  _define(flag_values, flags.DEFINE_string, "objective", "val_acc", "val_acc (maximized) or val_loss (minimized).")
-  _define(flag_values, flags.DEFINE_integer, "patience", 0, "Early stopping patience in epochs (0: off).")
-  _define(flag_values, flags.DEFINE_float, "min_delta", 0.0, "Early stopping: smallest improvement that counts.")
-  _define(flag_values, flags.DEFINE_string, "monitor", "val_loss", "Early stopping metric: val_loss or val_acc.")
-  _define(flag_values, flags.DEFINE_float, "val_fraction", 0.2, "Validation share carved from train (stratified).")
-  _define(flag_values, flags.DEFINE_integer, "train_subset", None, "Use only this many training examples.")
-  _define(flag_values, flags.DEFINE_integer, "val_subset", None, "Use only this many validation examples.")
-  _define(flag_values, flags.DEFINE_integer, "test_subset", None, "Use only this many test examples.")
-  _define(flag_values, flags.DEFINE_integer, "test_top", 5, "Best members re-evaluated on the held-out test split.")
-  _define(flag_values, flags.DEFINE_integer, "top", 10, "Rows of the final table.")
-  _define(flag_values, flags.DEFINE_float, "memory_budget_mb", None, "Device memory to plan for (default: detected).")
-  _define(flag_values, flags.DEFINE_bool, "dry_run", False, "Print the plan (buckets, members, memory, compiles) "
-                    "and exit without training.")
-  _define(flag_values, flags.DEFINE_integer, "checkpoint_every_epochs", 5,
-          "Checkpoint after this many chunk-epochs (and at every phase boundary).")
-  _define(flag_values, flags.DEFINE_float, "checkpoint_every_minutes", 10.0,
-          "Checkpoint at least this often while training.")
-  _define(flag_values, flags.DEFINE_integer, "keep_checkpoints", 3, "Checkpoints kept.")
-  _define(flag_values, flags.DEFINE_float, "simulate_device_mb", None,
-          "Testing aid: treat a chunk whose estimated memory exceeds this as an allocation "
-          "failure (exercises the split-and-retry path on machines that never run out).")
-  _define(flag_values, flags.DEFINE_enum, "conv_vectorize", "auto", ["auto", "vmap", "map"],
-          "How members of a convolutional bucket run side by side: jax.vmap, lax.map, or auto "
-          "(time both on a probe epoch of a few batches and keep the faster).")
-  _define(flag_values, flags.DEFINE_string, "pack", "auto",
-          "auto | off. auto: MLP members of different depths, widths and activations share one "
-          "compiled program (padded and masked) where the backend's cost model says it pays; "
-          "off: one program per distinct shape.")
-  _define(flag_values, flags.DEFINE_string, "study_storage", None,
-          "Where the Optuna study of the results goes: any SQLAlchemy URL (e.g. "
-          "postgresql://... for many hosts); default sqlite:///WORKDIR/report/study.db.")
-  _define(flag_values, flags.DEFINE_bool, "progress", True, "Show progress bars (--noprogress to silence).")
+  """Defines one absl flag per option of the table in sweeps/config.py on `flag_values` (the
+  global FLAGS for the entry points); `default_dataset` is the entry point's --dataset."""
+  for option in config_lib.OPTIONS:
+    default = default_dataset if option.name == "dataset" else option.default
+    if option.multi:
+      define = flags.DEFINE_multi_string
+    elif option.list_:
+      define = flags.DEFINE_list
+    elif option.type is bool:
+      define = flags.DEFINE_bool
+    elif option.type is int:
+      define = flags.DEFINE_integer
+    elif option.type is float:
+      define = flags.DEFINE_float
+    elif isinstance(option.choices, tuple):
+      flags.DEFINE_enum(option.name, default, list(option.choices), option.help,
+                        flag_values=flag_values)
+      continue
+    else:
+      define = flags.DEFINE_string
+    define(option.name, default, option.help, flag_values=flag_values)
 
 
-
-def _define(flag_values, define, *args):
-  define(*args, flag_values=flag_values)
-
-
-# Flags that change what the sweep computes (a resumed sweep must keep them); the others
-# (progress, top, workdir, data_dir, dry_run) only change how it is shown or where files are.
-SEARCH_FLAGS = ("dataset", "strategy", "space", "trials", "epochs", "seed", "batch", "eta",
-                "min_epochs", "pbt_interval", "pbt_fraction", "sampler", "seeds", "cross",
-                "objective", "patience", "min_delta", "monitor", "val_fraction", "train_subset",
-                "val_subset", "test_subset", "test_top")
-
-
-# Flags a resumed sweep may change: where files are, how progress shows, how often to save.
-DISPLAY_FLAGS = ("workdir", "data_dir", "dry_run", "progress", "top", "memory_budget_mb",
-                 "checkpoint_every_epochs", "checkpoint_every_minutes", "keep_checkpoints",
-                 "simulate_device_mb", "study_storage", "conv_vectorize", "pack")
-
-
-class UsageError(ValueError):
-  """Bad flags: printed as one line each, exit status 2."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-  """The validated, frozen description of one sweep (what config.json holds)."""
-  values: tuple[tuple[str, Any], ...]
-
-  def __getattr__(self, name):
-    for key, value in object.__getattribute__(self, "values"):
-      if key == name:
-        return value
-    raise AttributeError(name)
-
-  def to_json(self) -> dict[str, Any]:
-    return dict(self.values)
+# Kept for code that imported them from here; the table in sweeps/config.py is the source.
+SEARCH_FLAGS = config_lib.SEARCH_OPTIONS
+DISPLAY_FLAGS = config_lib.DISPLAY_OPTIONS
+UsageError = config_lib.UsageError
+SweepConfig = config_lib.SweepConfig
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> SweepConfig:
-  names = SEARCH_FLAGS + DISPLAY_FLAGS
-  values = {name: flag_values[name].value for name in names}
-  values["space"] = list(values["space"])
-  values["cross"] = list(values["cross"])
-  return SweepConfig(tuple(sorted(values.items())))
+  return config_lib.make(**{o.name: flag_values[o.name].value for o in config_lib.OPTIONS})
 
 
 def config_from_argv(argv: Sequence[str], default_dataset: str = "mnist") -> SweepConfig:
@@ -139,11 +76,10 @@ def validate(cfg: SweepConfig):
   Raises:
     UsageError: with one line per problem found.
   """
-  from jaxnn import data
+  from jaxnn import data, member
   import jaxnn.data.registry  # noqa: F401  (data.registry.resolve checks names)
   from sweeps import space as space_lib
   from sweeps import strategies
-  from sweeps.strategies import base
 
   problems = []
 
@@ -151,29 +87,12 @@ def validate(cfg: SweepConfig):
     if not ok:
       problems.append(message)
 
-  need(cfg.strategy in strategies.STRATEGIES,
-       f"--strategy: got {cfg.strategy!r}; allowed: {', '.join(sorted(strategies.STRATEGIES))}")
-  need(cfg.objective in base.OBJECTIVES,
-       f"--objective: got {cfg.objective!r}; allowed: {', '.join(base.OBJECTIVES)}")
-  need(cfg.monitor in base.OBJECTIVES,
-       f"--monitor: got {cfg.monitor!r}; allowed: {', '.join(base.OBJECTIVES)}")
-  for name, low in (("trials", 1), ("epochs", 1), ("batch", 1), ("eta", 2), ("min_epochs", 1),
-                    ("pbt_interval", 1), ("seeds", 1), ("seed", 0), ("patience", 0),
-                    ("test_top", 0), ("top", 1)):
-    value = getattr(cfg, name)
-    need(value >= low, f"--{name}: got {value}; allowed: an integer >= {low}")
-  for name in ("train_subset", "val_subset", "test_subset"):
-    value = getattr(cfg, name)
-    need(value is None or value >= 1, f"--{name}: got {value}; allowed: an integer >= 1")
-  need(0.0 < cfg.val_fraction < 1.0,
-       f"--val_fraction: got {cfg.val_fraction}; allowed: a number in (0, 1)")
-  need(0.0 < cfg.pbt_fraction <= 0.5,
-       f"--pbt_fraction: got {cfg.pbt_fraction}; allowed: a number in (0, 0.5]")
-  need(cfg.min_delta >= 0, f"--min_delta: got {cfg.min_delta}; allowed: a number >= 0")
-  need(cfg.memory_budget_mb is None or cfg.memory_budget_mb > 0,
-       f"--memory_budget_mb: got {cfg.memory_budget_mb}; allowed: a number > 0")
-  need(cfg.pack in ("auto", "off"), f"--pack: got {cfg.pack!r}; allowed: auto, off")
+  problems.extend(config_lib.option_problems(cfg))   # types, bounds, allowed values
   need(cfg.workdir or cfg.dry_run, "--workdir: required (where the sweep writes its results)")
+  if cfg.workdir and not cfg.dry_run:
+    problems.extend(_workdir_problems(cfg.workdir))
+  if cfg.study_storage and not cfg.dry_run:
+    problems.extend(_storage_problems(cfg.study_storage))
   try:
     data.registry.resolve(cfg.dataset, cfg.data_dir)
   except ValueError as e:
@@ -185,9 +104,10 @@ def validate(cfg: SweepConfig):
   space = strategy = None
   try:
     space = space_lib.parse(cfg.space)
+    space_lib.check_fields(space, member.known_fields())
   except space_lib.SpaceError as e:
     problems.append(f"--space: {e}")
-  if space is not None and not problems:
+  if space is not None and not problems and cfg.strategy in strategies.STRATEGIES:
     try:
       strategy = strategies.make_strategy(cfg.strategy, space, settings(cfg))
       _check_member_configs(space, strategy, cfg)
@@ -196,6 +116,37 @@ def validate(cfg: SweepConfig):
   if problems:
     raise UsageError("\n".join(problems))
   return space, strategy
+
+
+def _workdir_problems(workdir: str) -> list[str]:
+  """Checked before any data is loaded: the workdir (or the folder that will hold it) must be a
+  writable folder."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return [f"--workdir: {workdir} is a file, not a folder"]
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    return [f"--workdir: {parent} is a file, not a folder"]
+  if not os.access(parent, os.W_OK | os.X_OK):
+    return [f"--workdir: {parent} is not writable"]
+  return []
+
+
+def _storage_problems(url: str) -> list[str]:
+  """Opens the study storage once before training, so a bad URL is found in a second, not after
+  the sweep (a sqlite file is created where the study will be written anyway)."""
+  import sqlalchemy
+  try:
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect():
+      pass
+    engine.dispose()
+  except Exception as e:  # noqa: BLE001  (any driver error means the same to a user)
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return [f"--study_storage: cannot open {url!r}: {reason}"]
+  return []
 
 
 def settings(cfg: SweepConfig):
@@ -262,28 +213,80 @@ def previous_config(workdir: str | None) -> dict[str, Any] | None:
     return json.load(f)
 
 
+# What a resume may grow, if the strategy says it can (Strategy.extends).
+EXTENDABLE = ("trials", "epochs")
+
+
 def check_resume(cfg: SweepConfig) -> bool:
-  """True when the workdir holds this same sweep (resume it); raises UsageError listing what
-  differs when it holds another one."""
+  """True when the workdir holds this same sweep (resume it), or the same sweep with a larger
+  --trials or --epochs that its strategy can extend; raises UsageError with one line saying
+  what differs otherwise (for --space: the one line that differs)."""
   old = previous_config(cfg.workdir)
   if old is None or cfg.dry_run:
     return False
   new = cfg.to_json()
-  changed = [f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in SEARCH_FLAGS if old.get(k) != new[k]]
-  if changed:
-    raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
-                     f"{'; '.join(changed)} (use another --workdir)")
-  return True
+  changed = [k for k in config_lib.changed_search_options(old, cfg)
+             if not (k == "space" and list(_effective_space(old.get(k) or []).items())
+                     == list(_effective_space(new[k]).items()))]
+  if not changed:
+    return True
+  if all(k in EXTENDABLE for k in changed):
+    from sweeps import strategies
+    strategy = strategies.STRATEGIES.get(cfg.strategy)
+    for k in changed:
+      if new[k] < old[k]:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.workdir} holds a sweep that can be "
+                         "extended, not shrunk (use another --workdir)")
+      if k not in strategy.extends:
+        raise UsageError(f"--{k}: {old[k]} -> {new[k]}: {cfg.strategy} cannot extend it: "
+                         f"{strategy.cannot_extend}")
+    return True
+  lines = [_space_change(old.get("space") or [], new["space"]) if k == "space"
+           else f"--{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed]
+  raise UsageError(f"--workdir: {cfg.workdir} holds a different sweep; resuming would change "
+                   f"{'; '.join(lines)} (use another --workdir)")
+
+
+def _effective_space(lines: Sequence[str]) -> dict[tuple[str, str], str]:
+  """The --space lines in effect by (name, condition): a later unconditional line for a name
+  replaces the earlier ones (a command line over a flagfile), as sweeps.space.parse reads them."""
+  kept: dict[tuple[str, str], str] = {}
+  for line in lines:
+    name, _, rest = line.partition("=")
+    name, condition = name.strip(), rest.partition(" if ")[2].strip()
+    if not condition:
+      kept = {k: v for k, v in kept.items() if k[0] != name}
+    kept[(name, condition)] = line.strip()
+  return kept
+
+
+def _space_change(old: Sequence[str], new: Sequence[str]) -> str:
+  """The first --space line in effect that differs, as 'old' -> 'new' (or added / removed)."""
+  old, new = _effective_space(old), _effective_space(new)
+  diffs = []
+  for key in [*old, *(k for k in new if k not in old)]:
+    if key not in new:
+      diffs.append(f"--space: {old[key]!r} removed")
+    elif key not in old:
+      diffs.append(f"--space: {new[key]!r} added")
+    elif old[key] != new[key]:
+      diffs.append(f"--space: {old[key]!r} -> {new[key]!r}")
+  if not diffs:   # same lines, another order (conditions resolve in order)
+    return "--space: the same lines in another order"
+  more = len(diffs) - 1
+  return diffs[0] + (f" (and {more} more line{'s' * (more > 1)})" if more else "")
 
 
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
   from jaxnn import data
+  from sweeps import best as best_lib
   from sweeps import checkpoint as checkpoint_lib
   from sweeps import progress as progress_lib
   from sweeps import records as records_lib
   from sweeps import report as report_lib
+  from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
   start = time.time()
@@ -309,13 +312,19 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
     plan = loop.plan(trials)
     print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
     print(plan.summary(), file=out)
+    if cfg.estimate:
+      from sweeps import estimate as estimate_lib
+      total, exact = estimate_lib.expected_member_epochs(cfg.strategy, cfg, trials)
+      print(estimate_lib.estimate(plan, dataset, total, exact)[1], file=out)
     return []
 
   workdir = cfg.workdir
   checkpointer = checkpoint_lib.SweepCheckpointer(
       workdir, every_epochs=cfg.checkpoint_every_epochs,
       every_minutes=cfg.checkpoint_every_minutes, keep=cfg.keep_checkpoints)
-  bar = progress_lib.SweepProgress(enabled=cfg.progress, total_epochs=None)
+  bar = progress_lib.SweepProgress(
+      enabled=cfg.progress, epochs=cfg.epochs,
+      expected_members={"bayes": cfg.trials, "pbt": cfg.batch}.get(cfg.strategy))
 
   def on_record(records):
     records_lib.append_records(workdir, records)
@@ -328,11 +337,27 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
       conv_vectorize=cfg.conv_vectorize, pack=cfg.pack)
   plans: list[Any] = []
-  if resuming and checkpointer.restore(loop):
+  loop.on_announce = lambda line: print(line, file=out)
+  restored = resuming and checkpointer.restore(loop)
+  if restored:
     plans = list(loop.restored_plans)
     done = sum(m.status != "running" for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
+    runs_lib.mark_running(workdir)
+    old = previous_config(workdir) or {}
+    if any(old.get(k) != getattr(cfg, k) for k in EXTENDABLE):
+      continued = loop.extend(old["epochs"], cfg.epochs)
+      # Saved before config.json records the new budget: a kill in between resumes and extends
+      # again from the finished checkpoint.
+      checkpointer.save(loop)
+      checkpointer.manager.wait_until_finished()
+      _write_json(os.path.join(workdir, "config.json"),
+                  {**old, **{k: getattr(cfg, k) for k in EXTENDABLE}})
+      print(f"extending {workdir}: " + ", ".join(
+          f"--{k} {old.get(k)} -> {getattr(cfg, k)}" for k in EXTENDABLE
+          if old.get(k) != getattr(cfg, k))
+          + f"; {len(continued)} finished members continue from their final state", file=out)
   def on_plan(plan):
     # Called once every config of the plan resolved and its chunks exist: only now is anything
     # written, so bad input leaves the workdir untouched.
@@ -341,27 +366,44 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       _write_json(os.path.join(workdir, "config.json"),
                   {**cfg.to_json(), "name": os.path.basename(os.path.abspath(workdir)),
                    "data_sizes": sizes})
+      runs_lib.mark_running(workdir)   # `python -m sweeps.runs` tells running from interrupted
       print(plan.summary(), file=out)
     plans.append(plan.to_json())
     _write_json(os.path.join(workdir, "plan.json"), plans)
 
   loop.on_plan = on_plan
   previous = {sig: signal.signal(sig, _request_stop(loop)) for sig in (signal.SIGTERM, signal.SIGINT)}
+  best = None
   try:
     runs = loop.run()
+    if loop.phase == "done":   # finished: one line per member, the winner out, one checkpoint
+      records_lib.compact_records(workdir)
+      best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)
+      checkpointer.prune()
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
     bar.close()
     checkpointer.close()
+    runs_lib.clear_running(workdir)
+  counted = loop.summary()   # before reports: the loop's own accounting
   report_lib.write_reports(workdir, top=cfg.top, storage=cfg.study_storage)
   records = records_lib.read_records(workdir)
   print(report_lib.summary_text(records, objective=cfg.objective, top=cfg.top), file=out)
-  print(f"sweep: {len(runs)} members in {time.time() - start:.1f} s; results in {workdir}",
-        file=out)
+  counted.update(total_seconds=round(time.time() - start, 3), checkpoint_saves=checkpointer.saves,
+                 resumed=bool(restored))
+  _write_json(os.path.join(workdir, "summary.json"), counted)
+  if best is not None:
+    print(f"best: member {best['member_id']} ({cfg.objective} {best['value']:.4f} after "
+          f"{best['epochs_to_best']} epochs); train it alone: {best['command']}", file=out)
   if checkpointer.saves:
     print(f"checkpoints: {checkpointer.saves} saves, {checkpointer.seconds_saving:.2f} s "
           "in the training thread", file=out)
+  from sweeps import estimate as estimate_lib
+  time_line = estimate_lib.time_line(counted, total_seconds=counted["total_seconds"],
+                                     checkpoint_seconds=checkpointer.seconds_saving)
+  print(f"sweep: {len(runs)} members; {time_line}; {counted['programs_compiled']} programs "
+        f"compiled ({counted['programs_announced']} announced); results in {workdir}", file=out)
   return runs
 
 
@@ -386,7 +428,7 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  from jaxnn.data import DataNotFoundError
+  from jaxnn.data import DataFormatError, DataNotFoundError
   from jaxnn.member import ConfigError
   from sweeps.run import Interrupted
   try:
@@ -394,16 +436,53 @@ def main(argv: Sequence[str]) -> None:
   except UsageError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
-  except (DataNotFoundError, ConfigError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except (DataNotFoundError, DataFormatError, ConfigError) as e:
+    if cfg.verbose:
+      raise
+    print(f"error: {_one_line(e)}", file=sys.stderr)
     sys.exit(2)
   except Interrupted as e:
     print(f"stopped by {e}: checkpoint saved in {cfg.workdir}; run the same command again to "
           "resume", file=sys.stderr)
     sys.exit(130 if str(e) == "SIGINT" else 143)
+  except Exception as e:  # noqa: BLE001  (a runtime failure: one line unless --verbose)
+    if cfg.verbose:
+      raise
+    print(f"error: {type(e).__name__}: {_one_line(e)} (--verbose for the traceback)",
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl's parse, but a bad or unknown flag is one line and exit status 2 (absl: 1)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def entry_point(default_dataset: str) -> None:
   """What `python -m sweeps.<name>` runs."""
   define_flags(default_dataset)
-  app.run(main)
+  args = sys.argv[1:]
+  if any(a in ("-h", "-?", "--help", "--helpshort", "--helpfull") for a in args):
+    from sweeps import usage
+    doc = getattr(sys.modules.get("__main__"), "__doc__", None)
+    print(usage.help_text(doc, default_dataset))
+    if "--helpfull" in args:
+      ours = {o.name for o in config_lib.OPTIONS}
+      print("\nlibrary flags:")
+      for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
+        others = [f for f in module_flags if f.name not in ours]
+        if others:
+          print(f"  {module}:")
+          for f in others:
+            print(f"    --{f.name}: {' '.join(f.help.split())[:120]}")
+    sys.exit(0)
+  app.run(main, flags_parser=_parse_flags)

@@ -1,4 +1,14 @@
-"""The planner: configs -> buckets (what changes the program) -> chunks (what fits in memory).
+"""The planner: configs -> buckets (what changes the program) -> chunks (what fits in memory)
+-> slots (the compiled size of each chunk).
+
+A chunk's population size is a shape, so every new size would be a new compile. Chunks are
+therefore padded with inactive filler slots to a small set of sizes (`slot_size`: powers of two,
+rounded up to a multiple of the device count so every device holds as many slots as the next):
+the last short chunk, compaction after early stopping or a Hyperband rung, and out-of-memory
+splits land on sizes that are already compiled, at most log2(members) of them per bucket. A
+filler is a copy of a real member's hyperparameters with `active` False from the start; it is
+never recorded nor told to the strategy, and members' numbers do not depend on it (randomness
+comes from (seed, member_id), not from the slot).
 
 Memory is estimated without compiling: the member's state (params, batch statistics, optimizer
 state) comes from `jax.eval_shape` of its init, activations from the shapes of every module
@@ -27,6 +37,21 @@ SAFETY_MARGIN = 0.6   # use at most 60% of the budget for the estimate
 PACK_MODES = ("auto", "off")
 
 
+def slot_size(members: int, devices: int = 1) -> int:
+  """The compiled population size for `members` live members: the next power of two, rounded up
+  to a multiple of `devices`."""
+  power = 1 << max(members - 1, 0).bit_length()
+  return -(-power // devices) * devices
+
+
+def max_slots(capacity: int, devices: int = 1) -> int:
+  """The largest slot size that holds at most `capacity` members (at least the smallest size)."""
+  best, k = slot_size(1, devices), 0
+  while slot_size(1 << k, devices) <= capacity:
+    best, k = slot_size(1 << k, devices), k + 1
+  return best
+
+
 @dataclasses.dataclass
 class PlannedMember:
   trial: Trial
@@ -42,7 +67,8 @@ class Bucket:
   members: list[PlannedMember]
   member_bytes: int          # estimated device bytes per member
   param_count: int
-  chunk_size: int
+  chunk_size: int            # members per chunk (the last may hold fewer)
+  devices: int = 1
   waste: float = 0.0         # padding waste: share of the program's FLOPs spent on masked units
   memory_waste: float = 0.0  # the same for parameter memory
   split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
@@ -51,31 +77,48 @@ class Bucket:
     return [self.members[i:i + self.chunk_size]
             for i in range(0, len(self.members), self.chunk_size)]
 
+  def slots(self) -> list[int]:
+    """The compiled size of each chunk (members plus inactive fillers): one size for the whole
+    bucket, so the last, short chunk reuses the program of the full ones."""
+    size = slot_size(self.chunk_size, self.devices)
+    return [size for _ in self.chunks()]
+
 
 @dataclasses.dataclass
 class Plan:
   buckets: list[Bucket]
   data_bytes: int
   budget_bytes: int
+  devices: int = 1
+  # Set by the sweep loop, which knows what this process has compiled already and how each
+  # program's vectorization is chosen: the train programs this plan will compile.
+  new_programs: int | None = None
 
   def compile_count(self) -> int:
-    """Distinct (program, population size) pairs: each compiles once (train + eval)."""
-    return len({(b.spec, len(c)) for b in self.buckets for c in b.chunks()})
+    """The train programs this plan compiles: announced by the loop, else distinct
+    (program, slot size) pairs."""
+    if self.new_programs is not None:
+      return self.new_programs
+    return len({(b.spec, n) for b in self.buckets for n in b.slots()})
 
   def summary(self) -> str:
     lines = [f"plan: {sum(len(b.members) for b in self.buckets)} members in "
              f"{len(self.buckets)} buckets, {sum(len(b.chunks()) for b in self.buckets)} chunks, "
              f"{self.compile_count()} compiled programs; data {_mib(self.data_bytes)} shared; "
-             f"memory budget {_mib(self.budget_bytes)}"]
+             f"memory budget {_mib(self.budget_bytes)}; {self.devices} device"
+             f"{'s' if self.devices > 1 else ''}"]
     split = sorted({f for b in self.buckets for f in b.split_by})
     if split:
       lines.append(f"split by: {', '.join(split)}")
     for i, b in enumerate(self.buckets):
-      sizes = ",".join(str(len(c)) for c in b.chunks())
+      sizes = ",".join(f"{len(c)}" if len(c) == n else f"{len(c)}->{n}"
+                       for c, n in zip(b.chunks(), b.slots()))
+      per_device = max(b.slots()) // b.devices
       ids = ",".join(str(m.trial.member_id) for m in b.members)
       lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
+                   f"slots | {per_device} slot{'s' if per_device > 1 else ''}/device "
                    f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
-                   f"~{_mib(b.member_bytes * b.chunk_size)}/chunk | padding waste "
+                   f"~{_mib(b.member_bytes * max(b.slots()))}/chunk | padding waste "
                    f"{100 * b.waste:.0f}% FLOPs, {100 * b.memory_waste:.0f}% memory"
                    + (f" | split by: {', '.join(b.split_by)}" if b.split_by else ""))
       lines.append(f"    members: {ids}")
@@ -84,10 +127,11 @@ class Plan:
   def to_json(self) -> dict[str, Any]:
     return {
         "data_bytes": self.data_bytes, "budget_bytes": self.budget_bytes,
-        "compile_count": self.compile_count(),
+        "compile_count": self.compile_count(), "devices": self.devices,
         "buckets": [{"name": b.spec.name(), "spec": dataclasses.asdict(b.spec),
                      "members": [m.trial.member_id for m in b.members],
                      "chunks": [[m.trial.member_id for m in c] for c in b.chunks()],
+                     "slots": b.slots(),
                      "member_bytes": b.member_bytes, "param_count": b.param_count,
                      "waste": b.waste, "memory_waste": b.memory_waste,
                      "split_by": list(b.split_by)}
@@ -164,9 +208,10 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
 
 def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[int, ...],
               input_dtype: str, num_train: int, num_val: int,
-              memory_budget_bytes: int | None = None, pack: str = "auto",
+              memory_budget_bytes: int | None = None, devices: int = 1, pack: str = "auto",
               backend: str | None = None) -> Plan:
-  """Resolves every trial's config, groups members into buckets, sizes chunks.
+  """Resolves every trial's config, groups members into buckets, sizes chunks and their slots
+  (`devices`: how many devices a chunk's slots are spread over).
 
   Args:
     pack: 'off': one bucket per BucketSpec (members whose programs are identical). 'auto':
@@ -201,12 +246,16 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
     for m in members:
       m.row = member_lib.fit_row(m.spec, m.row, spec)
       m.spec = spec
-    chunk = int(max(1, min(len(members), room // max(member_bytes, 1))))
-    buckets.append(Bucket(spec, members, member_bytes, params, chunk, waste, memory_waste))
+    # The memory holds a chunk's slots, fillers included: cap members at the largest slot size
+    # that fits, so a padded chunk never outgrows the budget.
+    capacity = max_slots(int(room // max(member_bytes, 1)), devices)
+    chunk = int(max(1, min(len(members), capacity)))
+    buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices, waste=waste,
+                          memory_waste=memory_waste))
   for b in buckets:
     b.split_by = tuple(sorted({f for o in buckets if o is not b
                                for f in member_lib.split_fields(b.spec, o.spec)}))
-  return Plan(buckets, data_bytes, budget)
+  return Plan(buckets, data_bytes, budget, devices)
 
 
 # ------------------------------------------------------------------------------ the cost model

@@ -1,8 +1,10 @@
 """What we keep of a member, and the crash-safe files a sweep writes.
 
-A sweep appends one JSON line per member update to `WORKDIR/records.jsonl`; the last line for a
-member wins. Appending (instead of rewriting the file) keeps each update O(1) and lets a report
-read a sweep that is still running. A crash can tear only the final line: writers cut a torn tail
+While a sweep runs it appends one JSON line per member update to `WORKDIR/records.jsonl`; the
+last line for a member wins (`read_records` returns exactly that: one record per member).
+Appending (instead of rewriting the file) keeps each update O(1) and lets a report read a sweep
+that is still running. When the sweep finishes, `compact_records` rewrites the file (atomically)
+to one final line per member, so a finished sweep's file can be read line by line by anyone. A crash can tear only the final line: writers cut a torn tail
 before appending and readers skip it, so the file never needs repair by hand.
 
 Every other file a sweep writes (config, checkpoints' metadata, reports) goes through
@@ -357,6 +359,19 @@ def read_records(workdir: str | os.PathLike) -> list[Record]:
       raise ValueError(f"{path}:{number}: not a valid record: {e}") from e
     latest[record.member_id] = record
   return [latest[k] for k in sorted(latest)]
+
+
+def compact_records(workdir: str | os.PathLike) -> int:
+  """Rewrites `WORKDIR/records.jsonl` to one (the last) line per member, atomically.
+
+  Returns:
+    The number of records (members) in the file now.
+  """
+  records = read_records(workdir)
+  if records:
+    atomic_write_text(os.path.join(os.fspath(workdir), RECORDS_FILE),
+                      "".join(r.to_json() + "\n" for r in records))
+  return len(records)
 
 
 def read_config(workdir: str | os.PathLike) -> dict[str, Any]:

@@ -19,7 +19,8 @@ What lands in WORKDIR/report/:
   study.db                     the Optuna study (unless another storage is given)
   tensorboard/                 per-member scalars and the HParams dashboard
   learning_curves.png, parallel_coordinates.png, importance.png
-  ablation.csv, ablation.png   only when members carry an ablation `group`
+  ablation.csv, ablation.png   only for an ablation (not for Hyperband's brackets)
+  pbt_lineage.png              only for PBT: who copied whom, each hyperparameter over time
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Sequence
 
 from sweeps.records import (Record, atomic_write_text, objective_direction, read_config,
                             read_records, sort_by_objective)
-from sweeps.reporting import plots, stats, study, table, tensorboard
+from sweeps.reporting import lineage, plots, stats, study, table, tensorboard
 from sweeps.reporting.params import format_value
 
 REPORT_DIR = "report"
@@ -63,9 +64,10 @@ def summary_text(records: Sequence[Record], *, objective: str = DEFAULT_OBJECTIV
   head = f"sweep {name}: {len(records)} members" + (
       " (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")" if counts else "")
   parts = [head, table.format_table(records, top, objective=objective)]
-  if any(r.group is not None for r in records):
+  if stats.is_ablation(records):
     rows = stats.ablation_table(records, baseline)
-    parts.append("ablation (95% CI: Student t over seeds; diff: paired by seed)\n"
+    parts.append("ablation (95% CI over seeds: Student t, on the logit scale for accuracy; "
+                 "diff: paired by seed)\n"
                  + stats.format_ablation_table(rows))
     for value in ("mean_acc", "mean_loss"):
       grid = stats.format_grid(rows, value=value)
@@ -114,7 +116,7 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
       records, objective=objective, top=top, name=name, baseline=baseline) + "\n")
   if not records:
     return written
-  ablation = any(r.group is not None for r in records)
+  ablation = stats.is_ablation(records)   # Hyperband's brackets are groups too, not variants
   if ablation:
     columns = [f.name for f in dataclasses.fields(stats.AblationRow)]
     written["ablation_csv"] = os.path.join(out, "ablation.csv")
@@ -124,7 +126,7 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
   if "study" in include:
     storage = storage or config.get("study_storage") or study.default_storage(workdir)
     study.export_study(records, storage, name, objective_direction(objective),
-                       objective=objective)
+                       objective=objective, space=config.get("space"))
     written["study"] = storage
   if "tensorboard" in include:
     written["tensorboard"] = tensorboard.write_tensorboard(
@@ -140,6 +142,9 @@ def write_reports(workdir: str, *, top: int = 10, storage: str | None = None,
     if ablation:
       written["ablation"] = plots.plot_ablation(
           records, os.path.join(out, "ablation.png"), baseline=baseline)
+    if lineage.copies(records):
+      written["pbt_lineage"] = lineage.plot_pbt_lineage(
+          records, os.path.join(out, "pbt_lineage.png"), objective=objective)
   return written
 
 

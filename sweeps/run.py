@@ -9,9 +9,18 @@ early-stopped, pruned, diverged); the chunk is compacted (a gather) once at leas
 finished, so dropped members stop costing compute. PBT exploits copy a parent's state into a
 child's slot by indexing, also across chunks of the same bucket.
 
+Every chunk runs at a *slot* size from sweeps/plan.py (`slot_size`): its first `len(ids)` slots
+are its members, the rest inactive fillers (copies of a member's row, `active` False), so a chunk
+that shrinks or starts short reuses a compiled program. Which programs a plan will compile is
+announced before it runs (`Plan.new_programs`), and what was really traced is counted from
+`population.TRACE_COUNTS` (`SweepLoop.summary`).
+
 Metrics come to the host once per epoch per chunk (one device_get of a few [members] arrays).
 The held-out test split is used only at the end, on the `test_top` best members by the
-validation objective; their final states are kept on the host until then.
+validation objective, with each member's weights from its BEST epoch (the epoch that ranks it).
+Those weights are copied to the host during training, but only when a member's objective improves
+while it ranks in the current top K (K = max(test_top, 1)): a member outside the top K can enter
+it only by improving, and then it is copied. The best one is what a sweep exports.
 """
 
 from __future__ import annotations
@@ -34,6 +43,31 @@ from sweeps.strategies import base
 from sweeps.strategies.base import Exploit, Extend, Report, Stop, Trial
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+# The jit caches are process-wide, so what is compiled is too: program key -> what was traced for
+# it ({"traced": vectorize modes run on the full data, "choice"/"seconds": the conv probe's}).
+# The loop predicts a plan's compiles from it; keys: see SweepLoop._program_key.
+PROGRAMS: dict[tuple, dict[str, Any]] = {}
+PROBED: set[tuple] = set()   # probe programs traced (spec, slots, devices, probe data shapes)
+
+# The durations jax reports for tracing, lowering and backend compilation, summed.
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_COMPILE_SECONDS = [0.0]
+_LISTENING = []
+
+
+def compile_seconds() -> float:
+  """Seconds this process has spent tracing and compiling (jax's own monitoring events)."""
+  if not _LISTENING:
+    def listener(event, duration, **kwargs):
+      del kwargs
+      if event in _COMPILE_EVENTS:
+        _COMPILE_SECONDS[0] += duration
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    _LISTENING.append(listener)
+  return _COMPILE_SECONDS[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +120,11 @@ def _finite(x) -> float | None:
 
 
 def _best_epoch(history, objective) -> int | None:
-  values = [(v, i) for i, v in enumerate(history[objective]) if v is not None]
-  if not values:
-    return None
-  pick = max if base.OBJECTIVES[objective] == "maximize" else min
-  return pick(values)[1]
+  """The first epoch with the best value (ties keep the earlier epoch: the one whose weights
+  were kept, since weights are copied on strict improvement only)."""
+  sign = 1.0 if base.OBJECTIVES[objective] == "maximize" else -1.0
+  values = [(sign * v, -i) for i, v in enumerate(history[objective]) if v is not None]
+  return -max(values)[1] if values else None
 
 
 @dataclasses.dataclass
@@ -102,6 +136,10 @@ class Chunk:
   state: population.MemberState
   member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
   vectorize: str | None = None   # 'vmap' or 'map' once chosen (see SweepLoop._choose_vectorize)
+  slots: int = 0   # the compiled population size: ids fill the first slots, fillers the rest
+
+  def __post_init__(self):
+    self.slots = self.slots or len(self.ids)
 
   def index(self, member_id: int) -> int:
     return self.ids.index(member_id)
@@ -110,6 +148,24 @@ class Chunk:
 def _take(tree, indices):
   idx = jnp.asarray(indices, jnp.int32)
   return jax.tree_util.tree_map(lambda x: x[idx], tree)
+
+
+def _padded(items: Sequence[Any], slots: int) -> list[Any]:
+  """`items` then copies of its first until `slots` long: the filler slots."""
+  return list(items) + [items[0]] * (slots - len(items))
+
+
+def _without_fillers(state: population.MemberState, members: int) -> population.MemberState:
+  """Slots from `members` on never update (and were never told anything)."""
+  return state.replace(active=state.active & (jnp.arange(state.active.shape[0]) < members))
+
+
+def _gather(chunk: "Chunk", positions: Sequence[int], slots: int) -> "Chunk":
+  """A new chunk of the members at `positions`, padded with fillers to `slots`."""
+  idx = _padded(list(positions), slots)
+  return Chunk(chunk.spec, [chunk.ids[i] for i in positions], _take(chunk.hparams, idx),
+               _without_fillers(_take(chunk.state, idx), len(positions)), chunk.member_bytes,
+               chunk.vectorize, slots)
 
 
 class SweepLoop:
@@ -128,6 +184,7 @@ class SweepLoop:
     # Several devices: each chunk's members are split over them ('members' mesh axis), the
     # data replicated; the same jitted programs then run SPMD.
     self.mesh = mesh_lib.member_mesh() if jax.device_count() > 1 else None
+    self.devices = self.mesh.size if self.mesh is not None else 1
     self.data = population.device_data(dataset)
     if self.mesh is not None:
       self.data = mesh_lib.place_data(self.data, self.mesh)
@@ -149,44 +206,146 @@ class SweepLoop:
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
     self.plans: list[plan_lib.Plan] = []
-    self._kept: dict[int, tuple[Any, Any]] = {}   # member_id -> (params, batch_stats) on host
+    # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
+    self._kept: dict[int, tuple[Any, Any]] = {}
+    # member_id -> final MemberState (on host) of members that completed their budget, kept only
+    # for strategies whose --epochs a resume may raise (they continue from it): a finished
+    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
+    self.keep_final = "epochs" in getattr(strategy, "extends", ())
+    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
+    self._final: dict[int, Any] = {}
+    self.on_announce: Callable[[str], None] = lambda line: None   # compiles not in a plan
+    self.programs_announced = 0
+    self._pending = {"traced": {}, "choice": {}, "probed": set()}   # announced, not yet traced
+    self.seconds = {"checkpoint": 0.0}
+
+  def slot_size(self, members: int) -> int:
+    return plan_lib.slot_size(members, self.devices)
+
+  # ------------------------------------------------------------- programs: predicted, counted
+
+  def _program_key(self, spec, slots: int) -> tuple:
+    data = tuple((tuple(x.shape), str(x.dtype)) for x in self.data)
+    return (spec, slots, self.devices, data)
+
+  def _probe_key(self, spec, slots: int) -> tuple:
+    n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * spec.batch_size)
+    return (spec, slots, self.devices, n, min(self.data.val_x.shape[0], spec.batch_size),
+            self.data.train_x.shape[1:], str(self.data.train_x.dtype))
+
+  def _mode(self, spec, slots: int) -> str:
+    """How a chunk of `slots` runs: 'vmap', 'map', or 'auto' (probed; conv buckets only)."""
+    if self.mesh is not None:   # members split over devices: lax.map would gather them all
+      return "vmap"
+    if slots == 1:   # one member: the plain, unbatched program (vmap of one member still
+      return "map"   # batches every matmul and conv)
+    if spec.model == "mlp" or self.conv_vectorize == "auto":
+      return "vmap" if spec.model == "mlp" else "auto"
+    return self.conv_vectorize
+
+  def _new_programs(self, shapes: Sequence[tuple[Any, int, str | None]]) -> int:
+    """How many train programs running chunks of these (spec, slots, vectorize or None) will
+    trace, given what this process has traced or already announced: one per new (program,
+    vectorization), plus the two probe programs of an 'auto' conv bucket whose choice is not
+    made yet. What it counts is announced: counted once."""
+    pending = self._pending
+    count = 0
+    for spec, slots, vectorize in shapes:
+      key = self._program_key(spec, slots)
+      known = PROGRAMS.get(key, {})
+      traced = pending["traced"].setdefault(key, set())
+      mode = vectorize or self._mode(spec, slots)
+      if mode == "auto":
+        choice = known.get("choice") or pending["choice"].get(key)
+        if choice is None:
+          probe = self._probe_key(spec, slots)
+          if probe not in PROBED and probe not in pending["probed"]:
+            count += 2
+            pending["probed"].add(probe)
+          choice = pending["choice"][key] = "?"
+        mode = choice
+      if mode not in traced and mode not in known.get("traced", ()):
+        traced.add(mode)
+        count += 1
+    return count
+
+  def _announce(self, chunks: Sequence["Chunk"], why: str) -> None:
+    """Announces the compiles a change of chunk sizes (compaction, split, resume) will cause."""
+    count = self._new_programs([(c.spec, c.slots, c.vectorize) for c in chunks])
+    if count:
+      self.programs_announced += count
+      sizes = ", ".join(f"{len(c.ids)}->{c.slots}" for c in chunks)
+      self.on_announce(f"{why}: chunks [{sizes}] slots, {count} new compiled "
+                       f"program{'s' if count > 1 else ''}")
+
+  def summary(self) -> dict[str, Any]:
+    """What this process did, counted (not estimated): members, programs traced, seconds."""
+    counted = getattr(self, "_counted", None)
+    traces = dict(population.TRACE_COUNTS)
+    compile_now = compile_seconds()
+    wall = time.perf_counter() - counted["start"] if counted else 0.0
+    compiled = {k: traces.get(k, 0) - (counted["traces"].get(k, 0) if counted else 0)
+                for k in ("init", "train_epoch", "evaluate")}
+    compile_s = compile_now - (counted["compile"] if counted else compile_now)
+    return {"members": len(self.members), "programs_compiled": compiled["train_epoch"],
+            "programs_announced": self.programs_announced, "traces": compiled,
+            "compile_seconds": round(compile_s, 3),
+            "checkpoint_seconds": round(self.seconds["checkpoint"], 3),
+            "train_seconds": round(max(wall - compile_s - self.seconds["checkpoint"], 0.0), 3),
+            "wall_seconds": round(wall, 3), "devices": self.devices}
 
   # ------------------------------------------------------------------ planning and starting
 
   def plan(self, trials: Sequence[Trial]) -> plan_lib.Plan:
     x = self.dataset.train.x
-    return plan_lib.make_plan(
+    plan = plan_lib.make_plan(
         trials, num_classes=self.dataset.num_classes, input_shape=tuple(x.shape[1:]),
         input_dtype=str(x.dtype), num_train=x.shape[0], num_val=self.dataset.val.x.shape[0],
-        memory_budget_bytes=self.memory_budget_bytes, pack=self.pack)
+        memory_budget_bytes=self.memory_budget_bytes, devices=self.devices, pack=self.pack)
+    plan.new_programs = self._new_programs(
+        [(b.spec, n, None) for b in plan.buckets for n in b.slots()])
+    return plan
 
   def start(self, trials: Sequence[Trial]) -> None:
     plan = self.plan(trials)
     self.plans.append(plan)
+    self.programs_announced += plan.compile_count()
     for bucket in plan.buckets:
-      for chunk_members in bucket.chunks():
+      for chunk_members, slots in zip(bucket.chunks(), bucket.slots()):
         ids = [m.trial.member_id for m in chunk_members]
         rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, m.spec, m.row, m.param_count, target=m.trial.epochs)
-        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes))
+        self.chunks.extend(self._init_chunks(bucket.spec, ids, rows, bucket.member_bytes, slots))
     self.on_plan(plan)
 
-  def _init_chunks(self, spec, ids, rows, member_bytes) -> list[Chunk]:
-    """Initializes a chunk; on an allocation failure splits it in halves and retries."""
+  def _init_chunks(self, spec, ids, rows, member_bytes, slots=None) -> list[Chunk]:
+    """Initializes a chunk padded to `slots` (default: its own slot size); on an allocation
+    failure splits it in halves and retries."""
+    slots = slots or self.slot_size(len(ids))
     try:
-      self._check_memory(member_bytes * len(ids))
-      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
-      return [Chunk(spec, ids, hparams, population.init(spec, hparams, self.data), member_bytes)]
+      self._check_memory(member_bytes * slots)
+      hparams = jax.tree_util.tree_map(
+          jnp.asarray, population.stack_rows(_padded(rows, slots), _padded(ids, slots)))
+      state = _without_fillers(population.init(spec, hparams, self.data), len(ids))
+      return [Chunk(spec, ids, hparams, state, member_bytes, slots=slots)]
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
       if not is_out_of_memory(e):
         raise
-      if len(ids) == 1:
-        self._fail(ids[0], f"out of memory even alone: {_first_line(e)}")
-        return []
+      if self.slot_size(len(ids)) < slots:   # a short chunk padded to its bucket's size
+        self._announce([Chunk(spec, ids, {}, None, slots=self.slot_size(len(ids)))],
+                       "out-of-memory retry without fillers")
+        return self._init_chunks(spec, ids, rows, member_bytes)
       half = len(ids) // 2
+      if len(ids) == 1 or self.slot_size(len(ids) - half) >= slots:   # halves would not shrink
+        for member_id in ids:
+          self._fail(member_id, f"out of memory even alone: {_first_line(e)}")
+        return []
       self._note_split(ids, half, e)
+      self._announce([Chunk(spec, part, {}, None, slots=self.slot_size(len(part)))
+                      for part in (ids[:half], ids[half:])], "out-of-memory split")
+      # (the program of the failed size may now never be traced: announced, not compiled)
       return (self._init_chunks(spec, ids[:half], rows[:half], member_bytes)
               + self._init_chunks(spec, ids[half:], rows[half:], member_bytes))
 
@@ -227,15 +386,22 @@ class SweepLoop:
       if not is_out_of_memory(e):
         raise
       position = self.chunks.index(chunk)
-      if len(chunk.ids) == 1:
-        self.chunks.pop(position)
-        self._fail(chunk.ids[0], f"out of memory even alone: {_first_line(e)}")
+      if self.slot_size(len(chunk.ids)) < chunk.slots:   # shed the fillers first
+        smaller = _gather(chunk, list(range(len(chunk.ids))), self.slot_size(len(chunk.ids)))
+        self._announce([smaller], "out-of-memory retry without fillers")
+        self.chunks[position] = smaller
+        self.train_chunk(smaller)
         return
       half = len(chunk.ids) // 2
+      if len(chunk.ids) == 1 or self.slot_size(len(chunk.ids) - half) >= chunk.slots:
+        self.chunks.pop(position)
+        for member_id in chunk.ids:
+          self._fail(member_id, f"out of memory even alone: {_first_line(e)}")
+        return
       self._note_split(chunk.ids, half, e)
-      parts = [Chunk(chunk.spec, chunk.ids[a:b], _take(chunk.hparams, list(range(a, b))),
-                     _take(chunk.state, list(range(a, b))), chunk.member_bytes, chunk.vectorize)
+      parts = [_gather(chunk, list(range(a, b)), self.slot_size(b - a))
                for a, b in ((0, half), (half, len(chunk.ids)))]
+      self._announce(parts, "out-of-memory split")
       self.chunks[position:position + 1] = parts
       for part in parts:
         self.train_chunk(part)
@@ -247,7 +413,8 @@ class SweepLoop:
       wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
       if not wants.any():
         return
-      self._check_memory(chunk.member_bytes * len(chunk.ids))
+      wants = np.pad(wants, (0, chunk.slots - len(runs)))   # fillers never train
+      self._check_memory(chunk.member_bytes * chunk.slots)
       if self.mesh is not None:   # no copy when already placed
         chunk.hparams, chunk.state = mesh_lib.place_population(chunk.hparams, chunk.state,
                                                                self.mesh)
@@ -261,6 +428,8 @@ class SweepLoop:
       for i, run in enumerate(runs):
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
+      self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and _improved(
+          run, self.objective)])
       self.on_epoch(self, chunk)
       if self._retire_stopped(chunk):
         runs = [self.members[i] for i in chunk.ids]
@@ -269,20 +438,25 @@ class SweepLoop:
   PROBE_BATCHES = 8
 
   def _choose_vectorize(self, chunk: Chunk) -> None:
-    """Picks vmap or lax.map for a chunk, once. vmap makes convolutions grouped convolutions,
-    which can be slower than running the members one after another, so for convolutional
-    buckets ('auto') both are timed on a probe epoch of a few batches (on a copy of the state,
-    after a warm-up call that compiles) and the faster is kept and recorded as an event."""
-    if chunk.vectorize is not None:
+    """Picks vmap or lax.map for a chunk, once per program. vmap makes convolutions grouped
+    convolutions, which can be slower than running the members one after another, so for
+    convolutional buckets ('auto') both are timed on a probe epoch of a few batches (on a copy
+    of the state, after a warm-up call that compiles) and the faster is kept and recorded as an
+    event; later chunks of the same program (same slot size) take the same choice."""
+    key = self._program_key(chunk.spec, chunk.slots)
+    entry = PROGRAMS.setdefault(key, {"traced": set(), "choice": None, "seconds": None})
+    if chunk.vectorize is None:
+      self._pick_vectorize(chunk, entry)
+    entry["traced"].add(chunk.vectorize)
+
+  def _pick_vectorize(self, chunk: Chunk, entry: dict[str, Any]) -> None:
+    mode = self._mode(chunk.spec, chunk.slots)
+    if mode != "auto":
+      chunk.vectorize = mode
       return
-    mode = self.conv_vectorize
-    if self.mesh is not None:   # members split over devices: lax.map would gather them all
-      mode = "vmap"
-    elif len(chunk.ids) == 1:   # one member: the plain, unbatched program (vmap of one
-      chunk.vectorize = "map"   # member still batches every matmul and conv)
-      return
-    if chunk.spec.model == "mlp" or mode != "auto":
-      chunk.vectorize = "vmap" if chunk.spec.model == "mlp" or mode == "auto" else mode
+    if entry["choice"] is not None:
+      chunk.vectorize = entry["choice"]
+      self._note_vectorize(chunk, entry["seconds"])
       return
     n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * chunk.spec.batch_size)
     probe = self.data._replace(train_x=self.data.train_x[:n], train_y=self.data.train_y[:n],
@@ -298,28 +472,37 @@ class SweepLoop:
         if timed:
           seconds[vectorize] = round(time.perf_counter() - start, 4)
     chunk.vectorize = min(seconds, key=seconds.get)
+    entry["choice"], entry["seconds"] = chunk.vectorize, seconds
+    PROBED.add(self._probe_key(chunk.spec, chunk.slots))
+    self._note_vectorize(chunk, seconds)
+
+  def _note_vectorize(self, chunk: Chunk, seconds: Mapping[str, float]) -> None:
     for member_id in chunk.ids:
       run = self.members[member_id]
       run.events.append({"epoch": run.epochs_run, "kind": "vectorize",
                          "choice": chunk.vectorize, "probe_seconds": seconds})
 
   def _retire_stopped(self, chunk: Chunk) -> bool:
-    """Once at least half of a chunk has stopped early or diverged, those members are recorded,
-    told to the strategy and dropped from the chunk (a gather), so they stop costing compute.
-    The chunk object is updated in place. Returns True if it shrank."""
+    """Once enough of a chunk has stopped early or diverged that the rest fits a smaller slot
+    size, those members are recorded, told to the strategy and dropped from the chunk (a
+    gather), so they stop costing compute. The chunk object is updated in place. Returns True if
+    it shrank."""
     gone = [i for i, m in enumerate(chunk.ids)
             if self.members[m].status in ("stopped", "diverged")]
-    if len(chunk.ids) < 2 or 2 * len(gone) < len(chunk.ids) or len(gone) == len(chunk.ids):
+    if not gone or len(gone) == len(chunk.ids):
+      return False
+    if self.slot_size(len(chunk.ids) - len(gone)) >= chunk.slots:
       return False
     runs = [self.members[chunk.ids[i]] for i in gone]
-    self._keep_for_test(chunk, runs)
+    self._drop_kept()
     self.on_record([r.record(self.objective) for r in runs])
     for run in runs:
       self.strategy.tell(run.report())
     live = [i for i in range(len(chunk.ids)) if i not in gone]
-    chunk.ids = [chunk.ids[i] for i in live]
-    chunk.hparams = _take(chunk.hparams, live)
-    chunk.state = _take(chunk.state, live)
+    smaller = _gather(chunk, live, self.slot_size(len(live)))
+    self._announce([smaller], "early-stopping compaction")
+    chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
+    chunk.slots = smaller.slots
     return True
 
   def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
@@ -396,10 +579,11 @@ class SweepLoop:
         k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
         for k, v in child_chunk.hparams.items()}
     child.row = row
+    before = dict(child.trial.config)   # kept in the event: the lineage plot draws both sides
     child.trial = dataclasses.replace(child.trial, config=dict(action.config))
     child.events.append({"epoch": child.epochs_run, "kind": "exploit",
                          "parent": action.parent_id, "config": dict(action.config),
-                         "reason": action.reason})
+                         "previous": before, "reason": action.reason})
 
   # ------------------------------------------------------------------------- finishing
 
@@ -415,20 +599,37 @@ class SweepLoop:
           finished.append(run)
     return finished
 
-  def _keep_for_test(self, chunk: Chunk, runs: Sequence[MemberRun]) -> None:
-    """Holds (on host) the final state of finished members that are in the test_top now;
-    only those are copied off the device."""
-    if self.test_top <= 0:
+  def top_ids(self) -> set[int]:
+    """Members (finished or live, not failed) whose best objective so far ranks in the top K,
+    K = max(test_top, 1): the only ones whose best-epoch weights can still be needed. Best
+    values only improve, so a member that falls out can come back only by improving."""
+    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
+    scored = []
+    for member_id, run in self.members.items():
+      best = _best_epoch(run.history, self.objective)
+      if run.status not in ("diverged", "failed") and best is not None:
+        scored.append((-sign * run.history[self.objective][best], member_id))
+    return {member_id for _, member_id in sorted(scored)[:max(self.test_top, 1)]}
+
+  def _keep_best(self, chunk: Chunk, improved: Sequence[int]) -> None:
+    """Copies to the host the weights of the chunk positions `improved` (whose objective just
+    reached a new best) that rank in the top K; forgets weights that fell out of it."""
+    if not improved:
       return
-    allowed = {r.trial.member_id for r in self.ranking()[:self.test_top]}
-    for run in runs:
-      member_id = run.trial.member_id
-      if member_id in allowed and run.status in ("complete", "stopped") and run.epochs_run:
-        i = chunk.index(member_id)
-        self._kept[member_id] = jax.device_get(
-            (_take(chunk.state.params, [i]), _take(chunk.state.batch_stats, [i])))
+    top = self.top_ids()
+    take = [i for i in improved if chunk.ids[i] in top]
+    if take:
+      params, stats = jax.device_get((_take(chunk.state.params, take),
+                                      _take(chunk.state.batch_stats, take)))
+      for j, i in enumerate(take):
+        self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
+      self.best_copies += len(take)
+    self._drop_kept(top)
+
+  def _drop_kept(self, top: set[int] | None = None) -> None:
+    top = self.top_ids() if top is None else top
     for member_id in list(self._kept):
-      if member_id not in allowed:
+      if member_id not in top:
         del self._kept[member_id]
 
   def _compact(self, chunk: Chunk, force: bool) -> Chunk | None:
@@ -439,21 +640,36 @@ class SweepLoop:
       return chunk
     if len(live) == len(chunk.ids):
       return chunk
-    return Chunk(chunk.spec, [chunk.ids[i] for i in live], _take(chunk.hparams, live),
-                 _take(chunk.state, live), chunk.member_bytes, chunk.vectorize)
+    smaller = _gather(chunk, live, self.slot_size(len(live)))
+    self._announce([smaller], "compaction")
+    return smaller
 
   def _retire(self, finished: Sequence[MemberRun]) -> None:
     if not finished:
       return
     finished_ids = {r.trial.member_id for r in finished}
-    for chunk in self.chunks:
-      self._keep_for_test(chunk, [r for r in finished if r.trial.member_id in chunk.ids])
+    self._drop_kept()
+    if self.keep_final:
+      for chunk in self.chunks:
+        take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
+                and m in finished_ids]
+        if take:
+          host = jax.device_get(_take(chunk.state, take))
+          for j, i in enumerate(take):
+            self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
     self.on_record(records)
     for run in finished:
       self.strategy.tell(run.report())
     self.chunks = [c for c in (self._compact(c, force=True) for c in self.chunks) if c is not None]
     assert not any(i in finished_ids for c in self.chunks for i in c.ids)
+
+  def kept_weights(self, member_id: int) -> tuple[Any, Any] | None:
+    """(params, batch_stats) of a top member at its best epoch, without the members axis;
+    None when not kept (not in the top K)."""
+    if member_id not in self._kept:
+      return None
+    return jax.tree_util.tree_map(lambda x: x[0], self._kept[member_id])
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
@@ -475,10 +691,14 @@ class SweepLoop:
         "chunks": [c.ids for c in self.chunks], "kept": sorted(self._kept),
         "chunk_bytes": [c.member_bytes for c in self.chunks],
         "chunk_vectorize": [c.vectorize for c in self.chunks],
+        "chunk_slots": [c.slots for c in self.chunks],
         "plans": [p.to_json() for p in self.plans],
     }
     arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
               "kept": [self._kept[i] for i in sorted(self._kept)]}
+    if self._final:
+      meta["final"] = sorted(self._final)
+      arrays["final"] = [self._final[i] for i in sorted(self._final)]
     return meta, arrays
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -486,22 +706,25 @@ class SweepLoop:
     members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
                for m in meta["members"]}
 
-    def abstract(ids):
+    def abstract(ids, slots):
       spec = members[ids[0]].spec
-      hparams = jax.tree_util.tree_map(
-          jnp.asarray, population.stack_rows([members[i].row for i in ids], ids))
+      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(
+          _padded([members[i].row for i in ids], slots), _padded(ids, slots)))
       state = jax.eval_shape(lambda h: population.init(spec, h, self.data), hparams)
       return jax.eval_shape(lambda h: h, hparams), state
 
     chunks = []
-    for ids in meta["chunks"]:
-      hparams, state = abstract(ids)
+    for ids, slots in zip(meta["chunks"], _chunk_slots(meta)):
+      hparams, state = abstract(ids, slots)
       chunks.append({"hparams": hparams, "state": state})
     kept = []
     for member_id in meta["kept"]:
-      _, state = abstract([member_id])
+      _, state = abstract([member_id], 1)
       kept.append((state.params, state.batch_stats))
-    return {"chunks": chunks, "kept": kept}
+    out = {"chunks": chunks, "kept": kept}
+    if meta.get("final"):
+      out["final"] = [abstract([member_id], 1)[1] for member_id in meta["final"]]
+    return out
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
@@ -509,13 +732,56 @@ class SweepLoop:
     self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
-                         int(nbytes), vectorize)
-                   for ids, a, nbytes, vectorize in zip(meta["chunks"], arrays["chunks"],
-                                                        meta["chunk_bytes"],
-                                                        meta["chunk_vectorize"])]
+                         int(nbytes), vectorize, slots)
+                   for ids, a, nbytes, vectorize, slots in zip(
+                       meta["chunks"], arrays["chunks"], meta["chunk_bytes"],
+                       meta["chunk_vectorize"], _chunk_slots(meta))]
+    self._announce(self.chunks, "resume")
     self._kept = {i: tuple(a) for i, a in zip(meta["kept"], arrays["kept"])}
+    self._final = dict(zip(meta.get("final", []), arrays.get("final", [])))
     self.plans = []
     self.restored_plans = list(meta["plans"])
+
+  # ----------------------------------------------------------------------------- extending
+
+  def extend(self, old_epochs: int, new_epochs: int) -> list[int]:
+    """After a restore with a larger budget (sweeps.cli checks the strategy allows it).
+
+    Members that completed `old_epochs` continue from their kept final state (optimizer state
+    and counters included, so data order and schedule go on as if never stopped; the schedule
+    keeps the horizon it was planned with) up to `new_epochs`; live members' targets are raised;
+    a strategy with more to ask (more --trials) is asked again. Returns the continued ids.
+    """
+    continued = []
+    if new_epochs > old_epochs:
+      for run in self.members.values():
+        if run.status == "running" and run.target == old_epochs:
+          run.target = new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+      by_spec: dict[Any, list[int]] = {}
+      for member_id in sorted(self._final):
+        run = self.members[member_id]
+        if run.status == "complete" and run.target == old_epochs:
+          by_spec.setdefault(run.spec, []).append(member_id)
+      for spec, ids in by_spec.items():
+        for member_id in ids:
+          run = self.members[member_id]
+          run.status, run.target = "running", new_epochs
+          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+          run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": new_epochs})
+        states = [self._final.pop(i) for i in ids]
+        state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
+        state = state.replace(active=~state.diverged)   # finishing had cleared `active`
+        hparams = jax.tree_util.tree_map(
+            jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
+        chunk = _gather(Chunk(spec, ids, hparams, state), list(range(len(ids))),
+                        self.slot_size(len(ids)))   # padded to a slot size like every chunk
+        self._announce([chunk], "extension")
+        self.chunks.append(chunk)
+        continued.extend(ids)
+    if self.phase in ("test", "done") and (continued or not self.strategy.done()):
+      self.phase = "ask"
+    return continued
 
   # ------------------------------------------------------------------------------ the loop
 
@@ -526,6 +792,9 @@ class SweepLoop:
     resumes to the same result: phase 'ask' (between phases), 'train' (chunks advancing to
     `sync_at`), 'done'.
     """
+    if getattr(self, "_counted", None) is None:
+      self._counted = {"start": time.perf_counter(), "compile": compile_seconds(),
+                       "traces": dict(population.TRACE_COUNTS)}
     while self.phase != "done":
       if self.phase == "ask":
         trials = self.strategy.ask()
@@ -569,19 +838,27 @@ class SweepLoop:
 
   def checkpoint(self, force: bool = False) -> None:
     """Hands the loop to the checkpoint hook (which decides whether a save is due)."""
-    self.on_checkpoint(self, force)
-    if self.stop_requested:
-      self.on_checkpoint(self, True)
-      raise Interrupted(self.stop_requested)
+    start = time.perf_counter()
+    try:
+      self.on_checkpoint(self, force)
+      if self.stop_requested:
+        self.on_checkpoint(self, True)
+        raise Interrupted(self.stop_requested)
+    finally:
+      self.seconds["checkpoint"] += time.perf_counter() - start
 
   def evaluate_test(self) -> None:
-    """The final, held-out evaluation of the test_top members (never used for selection)."""
+    """The final, held-out evaluation of the test_top members (never used for selection), each
+    with its weights from its best epoch."""
     test = self.dataset.test
-    if not self._kept or test.x.shape[0] == 0:
+    if self.test_top <= 0 or test.x.shape[0] == 0:
       return
     records = []
-    for member_id, (params, batch_stats) in sorted(self._kept.items()):
-      run = self.members[member_id]
+    for run in self.ranking()[:self.test_top]:
+      member_id = run.trial.member_id
+      if member_id not in self._kept:
+        continue
+      params, batch_stats = self._kept[member_id]
       hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
       state = population.MemberState(
           params=params, batch_stats=batch_stats, opt_state=None, step=jnp.zeros(1, jnp.int32),
@@ -598,6 +875,11 @@ _MEMBER_FIELDS = ("row", "param_count", "history", "status", "target", "wall_tim
                   "since_best", "best_monitor", "reason", "test")
 
 
+def _chunk_slots(meta: Mapping[str, Any]) -> list[int]:
+  """Each checkpointed chunk's slot size (checkpoints from before slots: its member count)."""
+  return list(meta.get("chunk_slots") or [len(ids) for ids in meta["chunks"]])
+
+
 def _member_meta(run: MemberRun) -> dict[str, Any]:
   meta = {k: getattr(run, k) for k in _MEMBER_FIELDS}
   meta["trial"] = dataclasses.asdict(run.trial)
@@ -612,6 +894,12 @@ def _member_from_meta(meta: Mapping[str, Any], num_classes: int) -> MemberRun:
   else:   # a checkpoint written before packing: the member's own spec
     spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
+
+
+def _improved(run: MemberRun, objective: str) -> bool:
+  """Whether the epoch just recorded is the member's (first) best so far."""
+  return (run.status not in ("diverged", "failed") and run.epochs_run > 0
+          and _best_epoch(run.history, objective) == run.epochs_run - 1)
 
 
 class SimulatedOutOfMemory(MemoryError):

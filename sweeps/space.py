@@ -402,6 +402,20 @@ def parse(lines: Sequence[str]) -> Space:
   return space
 
 
+def check_fields(space: Space, known: Sequence[str]) -> None:
+  """Every parameter must name a known field; an unknown one is refused with the nearest.
+
+  Raises:
+    SpaceError: `NAME: unknown field; did you mean X?` (one line).
+  """
+  import difflib
+  for param in space.params:
+    if param.name not in known:
+      near = difflib.get_close_matches(param.name, list(known), n=3)
+      hint = f"did you mean {' or '.join(near)}?" if near else "see --help for the fields"
+      raise SpaceError(f"{param.name}: unknown field; {hint}")
+
+
 def _support(dist) -> tuple | None:
   """The finite set of values a parameter can take, or None when it is continuous."""
   if isinstance(dist, Fixed):

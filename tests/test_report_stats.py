@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+from scipy import special
 import pytest
 
 from sweeps.records import Record
@@ -63,7 +64,7 @@ def test_variant_exactly_half_worse_has_difference_minus_half_with_zero_width():
   assert lr0.diff_high == pytest.approx(-0.5, abs=1e-12)
   # The unpaired intervals are as wide as the seeds' spread; only the pairing is exact.
   assert lr0.std_acc == pytest.approx(base.std_acc)
-  assert lr0.ci_high - lr0.ci_low == pytest.approx(base.ci_high - base.ci_low)
+  assert lr0.ci_high - lr0.ci_low > 0.02 and base.ci_high - base.ci_low > 0.02
 
 
 def test_variant_equal_to_the_baseline_has_an_interval_containing_zero():
@@ -84,8 +85,12 @@ def test_per_variant_statistics_by_hand():
   assert row.n == 5 and row.n_failed == 0
   assert row.mean_acc == pytest.approx(0.90)
   assert row.std_acc == pytest.approx(math.sqrt(0.001 / 4))  # deviations .00,.02,-.02,.01,-.01
-  half = t_quantile(4) * row.std_acc / math.sqrt(5)
-  assert (row.ci_low, row.ci_high) == pytest.approx((0.90 - half, 0.90 + half))
+  # The interval is the t interval of the logits, mapped back (inside [0, 1]).
+  logits = special.logit(np.array(BASE_ACCS))
+  half = t_quantile(4) * logits.std(ddof=1) / math.sqrt(5)
+  assert (row.ci_low, row.ci_high) == pytest.approx(
+      tuple(special.expit([logits.mean() - half, logits.mean() + half])))
+  assert row.ci_low < 0.90 < row.ci_high
   assert row.mean_loss == pytest.approx(0.10)
 
 
@@ -163,7 +168,9 @@ def test_crossed_factors_make_a_grid_with_hand_checked_cells():
   lines = text.splitlines()
   assert lines[0] == "mean accuracy ± 95% CI half-width"
   assert lines[1].split()[:3] == ["optimizer", "\\", "activation"]
-  half = t_quantile(1) * math.sqrt(2e-4) / math.sqrt(2)  # two values 0.02 apart
+  sgd = next(r for r in rows if r.variant == "optimizer=sgd,activation=relu")
+  half = (sgd.ci_high - sgd.ci_low) / 2   # two values 0.02 apart, t(1) on the logit scale
+  assert 0.1 < half < 0.2
   assert lines[3].startswith("sgd") and f"0.8100 ± {half:.4f} (n=2)" in lines[3]
   assert lines[4].startswith("adam") and "0.8600 ±" in lines[4]
   assert "sd (n=2)" in format_grid(rows, value="mean_loss")
@@ -179,3 +186,13 @@ def test_three_crossed_factors_put_the_rest_across():
 def test_rows_as_dicts_turn_nan_into_none():
   d = ablation_rows_as_dicts(ablation_table(_study({"baseline": [0.5]})))[0]
   assert d["variant"] == "baseline" and d["mean_acc"] == 0.5 and d["ci_low"] is None
+
+
+def test_accuracy_intervals_stay_in_bounds_with_two_seeds():
+  from sweeps.reporting.stats import bounded_mean_ci
+  for values in ([0.99, 0.999], [0.5, 0.999], [0.001, 0.02], [1.0, 1.0], [0.0, 0.3]):
+    mean, _, low, high = bounded_mean_ci(values)
+    assert 0.0 <= low <= high <= 1.0, values
+    assert low <= mean + 1e-4 and mean - 1e-4 <= high, values
+  # The plain t interval of the same values runs past 1.0: the reason for the logit scale.
+  assert mean_ci([0.99, 0.999])[3] > 1.0

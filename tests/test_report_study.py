@@ -57,7 +57,8 @@ def test_values_are_the_best_epoch_objective(records, loaded):
 
 def test_intermediate_values_are_per_epoch_objective_without_nulls(records, loaded):
   for record, trial in zip(records, loaded.trials):
-    expected = {e: v for e, v in enumerate(record.history["val_acc"]) if v is not None}
+    # Keyed by 1-based epoch, as every table a person reads.
+    expected = {e: v for e, v in enumerate(record.history["val_acc"], start=1) if v is not None}
     assert trial.intermediate_values == pytest.approx(expected)
   assert len(loaded.trials[3].intermediate_values) == 4  # diverged: epoch 4 was null
   assert len(loaded.trials[5].intermediate_values) == 3  # pruned after 3 epochs
@@ -117,4 +118,4 @@ def test_every_status_has_a_trial_state(status):
   assert trial.state == TRIAL_STATES[status]
   study = optuna.create_study(direction="maximize")
   study.add_trials([trial])  # Optuna accepts it
-  assert study.trials[0].intermediate_values == {0: 0.3, 1: 0.4}
+  assert study.trials[0].intermediate_values == {1: 0.3, 2: 0.4}

@@ -42,14 +42,14 @@ def test_scalars_per_epoch_match_the_history(records, logdir):
   assert set(SCALAR_TAGS.values()) <= set(acc.Tags()["scalars"])
   for key, tag in SCALAR_TAGS.items():
     events = acc.Scalars(tag)
-    assert [e.step for e in events] == list(range(8))
+    assert [e.step for e in events] == list(range(1, 9))   # 1-based epochs
     assert [e.value for e in events] == pytest.approx(record.history[key], rel=1e-6)
 
 
 def test_non_finite_epochs_are_left_out(records, logdir):
   acc = _load(os.path.join(logdir, member_run_name(3)))  # diverged at epoch 4 (index 4)
   steps = [e.step for e in acc.Scalars("loss/val")]
-  assert steps == [0, 1, 2, 3]
+  assert steps == [1, 2, 3, 4]
   assert acc.Scalars("loss/val")[3].value == pytest.approx(9e3)
 
 

@@ -42,7 +42,7 @@ def _sweep(tmp_path, name, *argv, dataset="mnist"):
 
 
 def test_every_flagfile_has_a_command_header_and_dry_runs():
-  assert len(FLAGFILES) == 6
+  assert len(FLAGFILES) == 13
   for flagfile in FLAGFILES:
     cfg = cli.config_from_argv([f"--flagfile={flagfile}", "--dry_run"])
     space, strategy = cli.validate(cfg)

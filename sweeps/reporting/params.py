@@ -107,11 +107,17 @@ def looks_logarithmic(values: Sequence[float]) -> bool:
   return abs(math.log(median / geometric_mid)) <= abs(math.log(median / arithmetic_mid))
 
 
+# Config fields that are not hyperparameters: a seed says which repetition a member is, not what
+# it is, so it is neither plotted, ranked by importance nor declared as an Optuna parameter (the
+# records and the tables keep it in their `seed` column).
+NOT_HYPERPARAMETERS = frozenset({"seed"})
+
+
 def param_names(records: Sequence[Record]) -> list[str]:
-  """Every hyperparameter name in first-seen order."""
+  """Every hyperparameter name in first-seen order (`seed` excluded: see NOT_HYPERPARAMETERS)."""
   names: dict[str, None] = {}
   for r in records:
-    names.update(dict.fromkeys(r.params))
+    names.update(dict.fromkeys(n for n in r.params if n not in NOT_HYPERPARAMETERS))
   return list(names)
 
 

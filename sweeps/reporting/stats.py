@@ -7,7 +7,15 @@ baseline share seeds (same initialization and data order streams), the paired di
 seed removes the seed-to-seed variance that both share; its interval is what says whether a
 variant is better, not the overlap of two unpaired intervals.
 
-Intervals are two-sided 95% Student-t intervals: mean ± t(0.975, n-1) · s / sqrt(n).
+Intervals are two-sided 95% Student-t intervals: mean ± t(0.975, n-1) · s / sqrt(n), for
+losses. Accuracies live in [0, 1], and with two or three seeds a t interval runs past 1.0
+(n=2: t = 12.7), so an accuracy's interval is the t interval of its logit, mapped back
+(`bounded_mean_ci`): it stays inside (0, 1), is as wide as the t interval says with few seeds,
+and narrows toward a bound as the means approach it. The alternatives were weighed: a Wilson
+interval measures the binomial noise of one model's accuracy on N examples, not the
+seed-to-seed variation an ablation is about; a bootstrap percentile interval over 2-3 seeds can
+never be wider than the range of the values, which claims far too much. Paired differences live
+in [-1, 1] and their t interval is clipped there.
 """
 
 from __future__ import annotations
@@ -55,6 +63,29 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE
   return mean, std, mean - half, mean + half
 
 
+def bounded_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE, *,
+                    eps: float = 1e-4) -> tuple[float, float, float, float]:
+  """Like `mean_ci` for values in [0, 1] (accuracies), with the interval taken on the logit
+  scale and mapped back, so it stays in [0, 1] (see the module docstring for why).
+
+  Values are clipped to [eps, 1 - eps] before the logit (a member at exactly 1.0 would be at
+  infinity). Returns (mean, std, low, high) with mean and std of the values themselves.
+  """
+  mean, std, _, _ = mean_ci(values, confidence)
+  x = np.clip(np.asarray(values, dtype=float), eps, 1 - eps)
+  if x.size < 2:
+    return mean, std, math.nan, math.nan
+  _, _, low, high = mean_ci(special.logit(x), confidence)
+  return mean, std, float(special.expit(low)), float(special.expit(high))
+
+
+def is_ablation(records: Sequence[Record]) -> bool:
+  """True when the members' groups are ablation variants (the baseline, or FACTOR=LEVEL), not
+  another strategy's grouping such as Hyperband's brackets."""
+  groups = {r.group for r in records if r.group is not None}
+  return bool(groups) and all(g == BASELINE or parse_group(g) for g in groups)
+
+
 def parse_group(group: str | None) -> dict[str, str]:
   """'optimizer=adam,activation=relu' -> {'optimizer': 'adam', 'activation': 'relu'}.
 
@@ -79,7 +110,8 @@ class AblationRow:
     n: members with a finite accuracy (the repetitions the statistics use).
     n_failed: members that diverged or failed (their best-before-failure value still counts
       when finite).
-    mean_acc, std_acc, ci_low, ci_high: accuracy mean, sample std and 95% t interval.
+    mean_acc, std_acc, ci_low, ci_high: accuracy mean, sample std and 95% interval (t on the
+      logit scale: inside [0, 1]).
     mean_loss, std_loss: loss mean and sample std.
     n_pairs: seeds shared with the baseline.
     diff, diff_low, diff_high: mean paired accuracy difference (variant - baseline) and its
@@ -153,7 +185,7 @@ def ablation_table(records: Sequence[Record], baseline: str = BASELINE, *,
     members = groups[name]
     accs = [v for v in map(get_acc, members) if v is not None]
     losses = [v for v in map(get_loss, members) if v is not None]
-    mean, std, low, high = mean_ci(accs, confidence)
+    mean, std, low, high = bounded_mean_ci(accs, confidence)
     mean_loss, std_loss, _, _ = mean_ci(losses, confidence)
     diff = diff_low = diff_high = math.nan
     pairs = 0
@@ -163,6 +195,7 @@ def ablation_table(records: Sequence[Record], baseline: str = BASELINE, *,
       pairs = len(shared)
       diff, _, diff_low, diff_high = mean_ci(
           [by_seed[s] - base_by_seed[s] for s in shared], confidence)
+      diff_low, diff_high = max(diff_low, -1.0), min(diff_high, 1.0)   # nan stays nan
     rows.append(AblationRow(
         variant=name, n=len(accs), n_failed=sum(r.failed for r in members),
         mean_acc=mean, std_acc=std, ci_low=low, ci_high=high,

@@ -4,10 +4,16 @@ Every member becomes one trial, created whole with `optuna.trial.create_trial` (
 distributions, per-epoch intermediate values of the objective, state, value) and added with
 `Study.add_trials`: one storage transaction per member, never one per epoch.
 
-Distributions are inferred from the values the members took (see `sweeps.reporting.params`):
+Distributions are the ones the sweep declared (`--space`: uniform/loguniform/quniform become
+FloatDistributions, int(...) IntDistributions, choice/grid categorical) wherever the space
+declares a parameter once and every member's value lies inside it; otherwise (per-layer lists,
+a parameter declared differently under several conditions, PBT perturbing past the declared
+range) they are inferred from the values the members took (see `sweeps.reporting.params`):
 numbers become Float/IntDistributions spanning the observed range (log-scaled across decades),
 strings, bools and lists (as JSON strings) become categorical. A None value is a parameter the
-member does not use; it is left out of that trial (Optuna's conditional parameters).
+member does not use; it is left out of that trial (Optuna's conditional parameters). `seed` is
+not a hyperparameter: it is a user attribute. The study's metric is named after the objective,
+and intermediate values are keyed by 1-based epoch, as in every table a person reads.
 
 States: a member that trained to its end, or stopped itself by early stopping, is COMPLETE with
 its best value; one cut short by the strategy (successive halving, PBT replacement) is PRUNED,
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 from typing import Any, Sequence
 
 import optuna
@@ -82,25 +89,72 @@ def _user_attrs(record: Record, objective: str) -> dict[str, Any]:
   attrs = {
       "member_id": record.member_id, "bucket": record.bucket, "status": record.status,
       "seed": record.seed, "group": record.group, "epochs_run": record.epochs_run,
-      "best_epoch": record.best_epoch_for(objective), "test_acc": record.test_acc,
+      "best_epoch": _one_based(record.best_epoch_for(objective)), "test_acc": record.test_acc,
       "reason": record.reason,
   }
   return {k: v for k, v in attrs.items() if v is not None}
 
 
-def build_trials(records: Sequence[Record], objective: str = "val_acc") -> list[FrozenTrial]:
+def _one_based(epoch: int | None) -> int | None:
+  return None if epoch is None else epoch + 1
+
+
+def declared_distributions(space_lines: Sequence[str] | None) -> dict[str, BaseDistribution]:
+  """Optuna distributions of the parameters `--space` declares exactly once with a range or a
+  set of plain values (see the module docstring for what is left to inference)."""
+  if not space_lines:
+    return {}
+  from sweeps import space as space_lib
+  try:
+    space = space_lib.parse(space_lines)
+  except space_lib.SpaceError:
+    return {}
+  counts: dict[str, int] = {}
+  for param in space.params:
+    counts[param.name] = counts.get(param.name, 0) + 1
+  out: dict[str, BaseDistribution] = {}
+  for param in space.params:
+    dist = param.dist
+    if counts[param.name] != 1:
+      continue
+    if isinstance(dist, space_lib.Uniform):
+      out[param.name] = FloatDistribution(float(dist.low), float(dist.high), log=dist.log,
+                                          step=None if dist.step is None else float(dist.step))
+    elif isinstance(dist, space_lib.IntRange):
+      out[param.name] = IntDistribution(int(dist.low), int(dist.high))
+    elif isinstance(dist, space_lib.Choice) and all(
+        v is None or isinstance(v, (bool, int, float, str)) for v in dist.values):
+      out[param.name] = CategoricalDistribution(dist.values)
+  return out
+
+
+def _fits(dist: BaseDistribution, values: Sequence[Any]) -> bool:
+  try:
+    return all(dist._contains(dist.to_internal_repr(v)) for v in values)  # noqa: SLF001
+  except (ValueError, TypeError):
+    return False
+
+
+def build_trials(records: Sequence[Record], objective: str = "val_acc",
+                 space: Sequence[str] | None = None) -> list[FrozenTrial]:
   """One frozen trial per member, ordered by member_id.
 
   Args:
     records: the members.
     objective: the history key whose per-epoch values become intermediate values and whose
       best-epoch value becomes the trial's value.
+    space: the sweep's `--space` lines, for the declared distributions.
 
   Returns:
     Trials ready for `Study.add_trials`; trial durations equal the members' wall times.
   """
   axes = {a.name: a for a in param_axes(records)}
   distributions = {name: distribution_for(a) for name, a in axes.items()}
+  for name, dist in declared_distributions(space).items():
+    values = [_param_value(axes[name], r.params[name]) for r in records
+              if name in axes and r.params.get(name) is not None]
+    if name in axes and _fits(dist, values):
+      distributions[name] = dist
   now = datetime.datetime.now()
   trials = []
   for record in sorted(records, key=lambda r: r.member_id):
@@ -108,14 +162,15 @@ def build_trials(records: Sequence[Record], objective: str = "val_acc") -> list[
     value = record.objective_value(objective)
     if state == TrialState.COMPLETE and value is None:
       state = TrialState.FAIL  # finished without a single finite objective value
-    params = {n: _param_value(axes[n], v) for n, v in record.params.items() if v is not None}
+    params = {n: _param_value(axes[n], v) for n, v in record.params.items()
+              if v is not None and n in axes}
     trial = optuna.trial.create_trial(
         state=state,
         value=None if state in (TrialState.FAIL, TrialState.RUNNING) else value,
         params=params,
         distributions={n: distributions[n] for n in params},
         user_attrs=_user_attrs(record, objective),
-        intermediate_values=dict(record.finite_values(objective)),
+        intermediate_values={e + 1: v for e, v in record.finite_values(objective)},
     )
     trial.datetime_start = now - datetime.timedelta(seconds=max(0.0, record.wall_time or 0.0))
     trial.datetime_complete = now if state.is_finished() else None
@@ -124,7 +179,8 @@ def build_trials(records: Sequence[Record], objective: str = "val_acc") -> list[
 
 
 def export_study(records: Sequence[Record], storage_url: str, study_name: str,
-                 direction: str | None = None, *, objective: str = "val_acc") -> optuna.Study:
+                 direction: str | None = None, *, objective: str = "val_acc",
+                 space: Sequence[str] | None = None) -> optuna.Study:
   """Writes the members as a fresh Optuna study, replacing any study of the same name.
 
   Args:
@@ -132,7 +188,8 @@ def export_study(records: Sequence[Record], storage_url: str, study_name: str,
     storage_url: any SQLAlchemy URL Optuna accepts (sqlite:///..., postgresql://...).
     study_name: the study's name in that storage.
     direction: "maximize" or "minimize"; inferred from `objective` when None.
-    objective: the history key the trials report.
+    objective: the history key the trials report (also the study's metric name).
+    space: the sweep's `--space` lines (declared distributions).
 
   Returns:
     The study (loaded from the storage).
@@ -148,7 +205,10 @@ def export_study(records: Sequence[Record], storage_url: str, study_name: str,
       pass  # no earlier export
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction)
   study.set_user_attr("objective", objective)
-  study.add_trials(build_trials(records, objective))
+  with warnings.catch_warnings():   # set_metric_names is marked experimental in Optuna 4
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    study.set_metric_names([objective])
+  study.add_trials(build_trials(records, objective, space))
   return study
 
 

@@ -52,7 +52,8 @@ def result_row(record: Record, objective: str, names: Sequence[str]) -> dict[str
   for name in names:
     row[_param_column(name)] = record.params.get(name)
   row["objective"] = record.objective_value(objective)
-  row["best_epoch"] = record.best_epoch_for(objective)
+  best_epoch = record.best_epoch_for(objective)
+  row["best_epoch"] = None if best_epoch is None else best_epoch + 1   # 1-based, as the table
   for column in METRIC_COLUMNS[2:]:
     row[column] = getattr(record, column)
   return to_jsonable(row)

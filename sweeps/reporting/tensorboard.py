@@ -4,7 +4,7 @@ Layout under the log directory (open with `tensorboard --logdir WORKDIR/report/t
   * the root run holds the HParams *experiment*: every hyperparameter with its type and domain
     (discrete values or the observed interval) and the metrics to compare;
   * `member_0007/` holds one member: scalars per epoch (loss/train, loss/val, accuracy/train,
-    accuracy/val, learning_rate; step = 0-based epoch as in the records), its HParams session
+    accuracy/val, learning_rate; step = the 1-based epoch, as in the tables), its HParams session
     (hyperparameters plus bucket/status/group) and the session metrics `hparam/*`.
 
 Events are written with tensorboardX's `SummaryWriter` (a maintained writer with no TensorFlow
@@ -137,10 +137,10 @@ def _write_member(record: Record, rundir: str, kinds: dict[str, str]) -> None:
             session_start_info=start)))
     for key, values in record.history.items():
       tag = SCALAR_TAGS.get(key, f"other/{key}")
-      for epoch, value in enumerate(values):
+      for epoch, value in enumerate(values, start=1):
         if value is not None:  # non-finite epochs are left out, not drawn as NaN
           writer.add_scalar(tag, value, epoch)
-    last_epoch = max(0, record.epochs_run - 1)
+    last_epoch = max(1, record.epochs_run)
     for metric in SESSION_METRICS:
       value = getattr(record, metric)
       if value is not None:

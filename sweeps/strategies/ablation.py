@@ -144,6 +144,7 @@ class AblationStrategy(AllAtOnce):
   """The baseline and its variants, each over `settings.seeds` seeds, all asked at once."""
 
   name = "ablation"
+  cannot_extend = "its variants and --seeds fix its members (--trials plays no part)"
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

@@ -98,12 +98,18 @@ class Settings:
   sampler: str = "tpe"         # bayes: tpe | gp | cmaes
   seeds: int = 3               # ablation: repeats per variant
   cross: tuple[str, ...] = ()  # ablation: factors crossed into a grid (the rest one at a time)
+  member_id_offset: int = 0    # grid: first member id (best.flags: a member alone, same draws)
 
 
 class Strategy(abc.ABC):
   """Decides which configs to train, for how long, and what to do with results."""
 
   name: str = "base"
+  # What a resume may grow (sweeps.cli.check_resume): "trials" (asks the next ones) and/or
+  # "epochs" (members that finished the old budget continue from their final state). Anything
+  # else is refused, with the reason below.
+  extends: tuple[str, ...] = ()
+  cannot_extend: str = "its plan is fixed when it starts"
 
   def __init__(self, space: Space, settings: Settings):
     self.space = space
@@ -141,22 +147,25 @@ class Strategy(abc.ABC):
 class AllAtOnce(Strategy):
   """A strategy whose trials are known up front (grid, random, ablation): it asks for all of
   them at once, so members that share a program share one bucket, and learns nothing from
-  results. Subclasses fill `self.trials` in __init__."""
+  results. Subclasses fill `self.trials` in __init__. A resume with more trials (random)
+  asks the ones not asked yet."""
 
   trials: list[Trial]
   asked: bool = False
+  n_asked: int = 0
+  extends = ("epochs",)
 
   def ask(self) -> list[Trial]:
-    if self.asked:
-      return []
-    self.asked = True
-    return list(self.trials)
+    new = self.trials[self.n_asked:]
+    self.asked, self.n_asked = True, len(self.trials)
+    return list(new)
 
   def done(self) -> bool:
-    return self.asked
+    return self.asked and self.n_asked >= len(self.trials)
 
   def state_dict(self) -> dict[str, Any]:
-    return {"asked": self.asked}
+    return {"asked": self.asked, "n_asked": self.n_asked}
 
   def load_state_dict(self, state: Mapping[str, Any]) -> None:
     self.asked = bool(state["asked"])
+    self.n_asked = int(state.get("n_asked", len(self.trials) if self.asked else 0))

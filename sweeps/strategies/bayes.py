@@ -91,6 +91,10 @@ class BayesStrategy(Strategy):
   """`settings.trials` trials in batches of `settings.batch`, proposed by an Optuna sampler."""
 
   name = "bayes"
+  # More --trials on resume: the restored study (sampler state included) proposes the next ones.
+  extends = ("trials",)
+  cannot_extend = ("its study was told every trial's result at the old budget; start a new "
+                   "--workdir for more epochs")
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

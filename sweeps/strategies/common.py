@@ -35,22 +35,37 @@ def require(settings: Settings, field: str, ok: bool, allowed: str) -> None:
     raise ValueError(f"{field}: got {getattr(settings, field)!r}; allowed: {allowed}")
 
 
+def require_option(settings: Settings, field: str) -> None:
+  """Raises the option table's one-line ValueError (sweeps/config.py: the one place bounds are
+  declared) unless the settings field is allowed there."""
+  from sweeps import config as config_lib
+  value = getattr(settings, field)
+  if isinstance(value, np.integer):
+    value = int(value)
+  problem = config_lib.BY_NAME[field].problem(value)
+  if problem:
+    raise ValueError(problem.removeprefix("--"))
+
+
 def check_common(space: space_lib.Space, settings: Settings) -> None:
   """What every strategy needs: a non-empty space, a known objective, a positive epoch budget."""
   if not space.params:
     raise space_lib.SpaceError("space: empty; declare at least one --space NAME=SPEC")
-  require(settings, "objective", settings.objective in OBJECTIVES, ", ".join(OBJECTIVES))
-  require(settings, "epochs", _is_int(settings.epochs) and settings.epochs >= 1,
-          "an integer >= 1")
+  require_option(settings, "objective")
+  require_option(settings, "epochs")
 
 
 def _is_int(value) -> bool:
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def require_int(settings: Settings, field: str, low: int) -> None:
-  value = getattr(settings, field)
-  require(settings, field, _is_int(value) and value >= low, f"an integer >= {low}")
+def require_int(settings: Settings, field: str, low: int | None = None) -> None:
+  """The table's check of `field`, then a strategy's stricter lower bound if it has one (PBT
+  needs two members to copy between)."""
+  require_option(settings, field)
+  if low is not None:
+    value = getattr(settings, field)
+    require(settings, field, _is_int(value) and value >= low, f"an integer >= {low}")
 
 
 def trial_config(config: Mapping[str, Any], settings: Settings, epochs: int) -> dict[str, Any]:

@@ -18,6 +18,8 @@ class GridStrategy(AllAtOnce):
   """Every combination of the space's discrete axes, each trained for its planned epochs."""
 
   name = "grid"
+  cannot_extend = ("it trains every point of its space once (--trials plays no part); to grow "
+                   "it, add values to an axis in a new --workdir")
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)
@@ -25,7 +27,10 @@ class GridStrategy(AllAtOnce):
     self.configs = space.grid()
     if not self.configs:
       raise space_lib.SpaceError("space: the grid is empty; every axis needs at least one value")
-    self.trials = [self._trial(i, c) for i, c in enumerate(self.configs)]   # checks epochs now
+    common.require_int(settings, "member_id_offset", 0)
+    # Ids (hence random draws) start at the offset: best.flags replays one member of a sweep.
+    self.trials = [self._trial(settings.member_id_offset + i, c)   # checks epochs now
+                   for i, c in enumerate(self.configs)]
     self.asked = False
 
   def _trial(self, member_id: int, config: dict[str, Any]) -> Trial:

@@ -91,6 +91,7 @@ class HyperbandStrategy(Strategy):
   """Hyperband: brackets of successive halving with random configs, all started at once."""
 
   name = "hyperband"
+  cannot_extend = "its brackets and rungs are computed from --trials and --epochs when it starts"
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

@@ -74,6 +74,7 @@ class PBTStrategy(Strategy):
   """A population of `settings.batch` members; exploit and explore every `pbt_interval` epochs."""
 
   name = "pbt"
+  cannot_extend = "its population (--batch) and exploit schedule (--epochs) are fixed when it starts"
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

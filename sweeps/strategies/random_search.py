@@ -35,6 +35,9 @@ class RandomStrategy(AllAtOnce):
   """`settings.trials` random configs, each trained for its planned epochs."""
 
   name = "random"
+  # More --trials on resume: the first draws of one seeded stream are the same whatever the
+  # count, so the new members are the next samples of the same stream.
+  extends = ("trials", "epochs")
 
   def __init__(self, space: space_lib.Space, settings: Settings):
     super().__init__(space, settings)

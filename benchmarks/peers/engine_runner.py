@@ -1,0 +1,75 @@
+"""This engine on the seed space, through its public API (the same calls as the CLI).
+
+  python benchmarks/peers/engine_runner.py --strategy=hyperband --data_dir=... --out=trace.json
+
+random and bayes search the flagfile's space as it is; hyperband searches it too, with
+--epochs as R and eta 3 (every bracket). PBT can only vary numbers inside one compiled program,
+so its population fixes the architecture to [1024, 512] relu and lets PBT tune lr, L2 and
+dropout, which the seed space holds fixed or on a coarse grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import common
+
+from sweeps import api
+from sweeps.run import EarlyStopping, SweepLoop
+
+PBT_SPACE = ["--space=depth=2", "--space=widths=[1024, 512]", "--space=activation=relu",
+             "--space=lr=loguniform(3e-4, 3e-3)", "--space=l2=loguniform(1e-5, 1e-4)",
+             "--space=dropout=uniform(0.0, 0.5)"]
+
+
+def argv_for(strategy: str, budget: common.Budget) -> list[str]:
+  """The sweep flags of one engine contender (the seed flagfile plus the budget)."""
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  argv = [f"--flagfile={os.path.join(repo, common.FLAGFILE)}", f"--strategy={strategy}",
+          f"--epochs={budget.epochs}", f"--seed={budget.seed}", "--noprogress",
+          f"--workdir={tempfile.mkdtemp(prefix='engine_')}"]   # validated; the loop writes nothing
+  if strategy in ("random", "bayes"):
+    argv.append(f"--trials={budget.trials}")
+  if strategy == "bayes":
+    argv.append(f"--batch={max(2, budget.trials // 5)}")   # 5 rounds of asks
+  if strategy == "hyperband":
+    argv += ["--eta=3", "--trials=100"]   # --trials caps brackets: keep them all
+  if strategy == "pbt":
+    argv += PBT_SPACE + [f"--batch={max(4, min(16, budget.trials))}",
+                         f"--pbt_interval={1 if budget.epochs < 4 else 2}"]
+  return argv
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--strategy", choices=("random", "hyperband", "bayes", "pbt"),
+                      required=True)
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  budget = common.QUICK if args.quick else common.FULL
+  cfg = api.config_from_argv(argv_for(args.strategy, budget), "cifar10")
+  _, strategy = api.validate(cfg)
+  dataset = common.load_split(args.data_dir, budget)
+  trace = common.Trace()
+  seen: dict[int, int] = {}
+
+  def on_epoch(loop, chunk):
+    del chunk
+    for member_id, run in loop.members.items():
+      history = run.history["val_acc"]
+      for value in history[seen.get(member_id, 0):]:
+        trace.add(value if value is not None else 0.0)
+      seen[member_id] = len(history)
+
+  loop = SweepLoop(strategy, dataset, objective="val_acc", early_stopping=EarlyStopping(),
+                   test_top=0, on_epoch=on_epoch)
+  runs = loop.run()
+  trace.dump(args.out, trials=len(runs))
+
+
+if __name__ == "__main__":
+  main()

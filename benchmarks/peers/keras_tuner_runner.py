@@ -1,0 +1,72 @@
+"""Keras Tuner (RandomSearch or Hyperband) on the seed space: what people use today.
+
+Run by compare.py in its own process (TensorFlow and JAX never share one):
+  python benchmarks/peers/keras_tuner_runner.py --tuner=random --data_dir=... --out=trace.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import common
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_model(hp, keras):
+  depth = hp.Int("depth", *common.DEPTH)
+  activation = hp.Choice("activation", list(common.ACTIVATIONS))
+  l2 = hp.Choice("l2", list(common.L2))
+  dropout = hp.Choice("dropout", list(common.DROPOUT))
+  model = keras.Sequential([keras.Input((3072,))])
+  for i in range(depth):
+    model.add(keras.layers.Dense(hp.Choice(f"units_{i}", list(common.WIDTHS)),
+                                 activation=activation,
+                                 kernel_regularizer=keras.regularizers.l2(l2)))
+    if dropout:
+      model.add(keras.layers.Dropout(dropout))
+  model.add(keras.layers.Dense(10))
+  model.compile(optimizer=keras.optimizers.Adam(common.LR),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+  return model
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--tuner", choices=("random", "hyperband"), required=True)
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  budget = common.QUICK if args.quick else common.FULL
+  dataset = common.load_split(args.data_dir, budget)
+  x, y = common.flat_float(dataset, dataset.train)
+  xv, yv = common.flat_float(dataset, dataset.val)
+
+  import keras
+  import keras_tuner as kt
+
+  trace = common.Trace()
+
+  class Record(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      trace.add(logs["val_accuracy"])
+
+  workdir = tempfile.mkdtemp(prefix="kt_")
+  build = lambda hp: build_model(hp, keras)
+  if args.tuner == "random":
+    tuner = kt.RandomSearch(build, objective="val_accuracy", max_trials=budget.trials,
+                            seed=budget.seed, directory=workdir, project_name="seed")
+  else:
+    tuner = kt.Hyperband(build, objective="val_accuracy", max_epochs=budget.epochs, factor=3,
+                         seed=budget.seed, directory=workdir, project_name="seed")
+  tuner.search(x, y, epochs=budget.epochs, batch_size=common.BATCH, validation_data=(xv, yv),
+               callbacks=[Record()], verbose=0)
+  trace.dump(args.out, trials=len(tuner.oracle.trials))
+
+
+if __name__ == "__main__":
+  main()

@@ -157,7 +157,7 @@ def test_packed_and_unpacked_sweeps_give_the_same_records(name, widths, activati
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--pack=sometimes"], "--pack: got 'sometimes'; allowed: auto, off"),
+    (["--pack=sometimes"], "--pack=sometimes: value should be one of <auto|off>"),   # absl enum
     (["--space=l2=[0.001]"], "l2: got [0.001]; allowed: one number or a list of 2 numbers"),
     (["--space=activation=['relu', 'tanh', 'relu']"],
      "activation: got ['relu', 'tanh', 'relu']; allowed: one name or a list of 2 names"),

@@ -20,6 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+import jaxnn
 from jaxnn.data import Dataset, Split
 from sweeps import checkpoint, space
 from sweeps.run import SweepLoop
@@ -73,6 +74,7 @@ def _run(dataset, every_epochs):
 
 def main(argv):
   del argv
+  jaxnn.configure()   # the library's JAX settings, before any key is made
   dataset = _dataset(FLAGS.examples)
   _run(dataset, 0)   # warm-up: compile once, so the three timed runs share the program
   results = {name: _run(dataset, every) for name, every in

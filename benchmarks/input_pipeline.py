@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
+import jaxnn
 from jaxnn import data as data_lib
 from jaxnn import member, population
 
@@ -59,6 +60,7 @@ def _median(fn):
 
 def main(argv):
   del argv
+  jaxnn.configure()   # the library's JAX settings, before any key is made
   dataset = _dataset()
   data = population.device_data(dataset)
   configs = [dict(model=FLAGS.model, optimizer="momentum", lr=0.01, seed=i,

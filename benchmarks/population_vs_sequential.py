@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
+import jaxnn
 from jaxnn import member, population
 from jaxnn.data import Dataset, Split, normalize
 
@@ -122,6 +123,7 @@ def _python_loop_runner(spec, row, data, dataset):
 
 def main(argv):
   del argv
+  jaxnn.configure()   # the library's JAX settings, before any key is made
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
         f"batch {FLAGS.batch_size}, median of {FLAGS.repeats}")
   header = (f"{'model':10s} {'N':>4s} {'vmap cfg/s':>11s} {'map cfg/s':>10s} "

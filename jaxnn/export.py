@@ -43,7 +43,9 @@ class ExportedModel:
   info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
-    self.spec, row = member_lib.resolve(self.config, num_classes=self.num_classes)
+    # Only the forward pass reads this row: schedule lengths (which need the training set's
+    # size when per step) are unused, so any size will do.
+    self.spec, row = member_lib.resolve(self.config, num_classes=self.num_classes, num_train=1)
     self._row = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [self.member_id]))
 
   def logits(self, x, batch_size: int = 1000) -> np.ndarray:

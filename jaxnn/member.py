@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jaxnn import activations, initializers, losses, models, optim, schedules
+from jaxnn.data.augment import PAD_MODES  # noqa: F401  (checked by resolve)
 from jaxnn.models import mlp as mlp_lib
 
 
@@ -70,7 +71,7 @@ def model_option_fields() -> set[str]:
   """Every architecture option of every registered model (widths, depth, features, ...)."""
   return {o for name in models.list_models() for o in models.model_entry(name).options()
           if o not in _SHARED_MODEL_OPTIONS}
-PAD_MODES = ("reflect", "constant")
+# PAD_MODES: defined once, by the augmentation that reads it (imported above).
 SHUFFLES = ("member", "shared")
 
 
@@ -177,8 +178,43 @@ def known_fields() -> set[str]:
           | {"milestones"})
 
 
-def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
-  """Fills every field the config leaves out; defaults depend on the chosen kinds."""
+def steps_per_epoch(batch_size: int, num_train: int) -> int:
+  """Full batches per epoch: the last partial batch is dropped (a fresh permutation each epoch
+  means every example is still seen about equally often)."""
+  return max(num_train // min(batch_size, num_train), 1)
+
+
+def schedule_length_defaults(cfg: Mapping[str, Any], num_train: int | None) -> dict[str, float]:
+  """Defaults of the schedule lengths, in the schedule's own unit (`schedule_per`).
+
+  Per epoch: `horizon` is the member's epochs, `step_size` one epoch, `gamma` 0.1 per epoch.
+  Per step the same curves in steps: `horizon` = epochs * steps per epoch, `step_size` = one
+  epoch of steps and, for `exponential`, `gamma` = 0.1 ** (1 / steps per epoch), so a per-step
+  schedule left at its defaults meets the per-epoch one at every epoch boundary (a horizon of
+  1 step would take cosine, one_cycle and warmup_cosine to ~0 after the first step). Per-step
+  defaults need the training set's size; without it (`num_train=None`) a per-step schedule
+  that reads a length must set it.
+  """
+  if cfg.get("schedule_per", "epoch") == "epoch":
+    return {"horizon": float(cfg["epochs"]), "step_size": 1.0, "gamma": 0.1}
+  reads = set(schedules.SCHEDULE_HPARAMS.get(cfg.get("schedule"), ())) & {"horizon", "step_size"}
+  if num_train is None:
+    missing = sorted(f for f in reads if f not in cfg)
+    if missing:
+      raise ConfigError(f"{missing[0]}: schedule_per=step needs it in steps (its default is "
+                        "derived from the training set size, unknown here)")
+    return {"horizon": 1.0, "step_size": 1.0, "gamma": 0.1}
+  batch = cfg["batch_size"]
+  if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+    return {"horizon": 1.0, "step_size": 1.0, "gamma": 0.1}   # resolve refuses batch_size
+  steps = steps_per_epoch(int(batch), max(int(num_train), 1))
+  gamma = 0.1 ** (1.0 / steps) if cfg.get("schedule") == "exponential" else 0.1
+  return {"horizon": float(cfg["epochs"] * steps), "step_size": float(steps), "gamma": gamma}
+
+
+def with_defaults(config: Mapping[str, Any], num_train: int | None = None) -> dict[str, Any]:
+  """Fills every field the config leaves out; defaults depend on the chosen kinds (and, for
+  per-step schedule lengths, on `num_train`: see `schedule_length_defaults`)."""
   unknown = set(config) - known_fields()
   if unknown:
     raise ConfigError(f"{sorted(unknown)[0]}: unknown field; known: {', '.join(sorted(known_fields()))}")
@@ -198,7 +234,7 @@ def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
       "init_scale": initializers.default_kernel_scale(kernel_init),
       "bias_value": initializers.default_bias_value(bias_init),
       "act_param": activations.default_param(activation),
-      "horizon": float(cfg["epochs"]) if cfg.get("schedule_per", "epoch") == "epoch" else 1.0,
+      **schedule_length_defaults(cfg, num_train),
   }
   return {**derived, **cfg}
 
@@ -265,12 +301,15 @@ def _model_kwargs(cfg) -> tuple[tuple[str, Any], ...]:
   return tuple(sorted(kwargs.items()))
 
 
-def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec, dict[str, Any]]:
+def resolve(config: Mapping[str, Any], *, num_classes: int,
+            num_train: int | None = None) -> tuple[BucketSpec, dict[str, Any]]:
   """Validates a member config and splits it into (BucketSpec, numeric row).
 
   Args:
     config: flat mapping of hyperparameters; missing fields take defaults.
     num_classes: the data set's number of classes.
+    num_train: training examples; gives the defaults of per-step schedule lengths (None:
+      a per-step schedule must set the lengths it reads).
 
   Returns:
     (spec, row): row maps every numeric hyperparameter to a float (or a float list for
@@ -279,7 +318,7 @@ def resolve(config: Mapping[str, Any], *, num_classes: int) -> tuple[BucketSpec,
   Raises:
     ConfigError: one line naming the first bad field, its value and what is allowed.
   """
-  cfg = with_defaults(config)
+  cfg = with_defaults(config, num_train)
   # zeros and constant are one kind at two values (ones scaled by a per-member number), so
   # members that differ only there share one program.
   if cfg["bias_init"] == "zeros":

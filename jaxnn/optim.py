@@ -60,7 +60,14 @@ def _scale_adadelta(hp, **_):
 
 
 # name -> (scale_by factory, default numeric hyperparameters, static options it accepts).
-# Defaults follow PyTorch where Keras and PyTorch disagree, except where noted.
+# Whose defaults each entry takes where Keras and PyTorch disagree (the values are unchanged;
+# an earlier comment called them all PyTorch's):
+#   sgd/momentum/nesterov: lr 0.01 (both agree; PyTorch has no default lr, Keras 0.01).
+#   adam/adamw: PyTorch's (eps 1e-8; Keras 1e-7), AdamW's weight decay 0.01 (PyTorch's).
+#   rmsprop: Keras's (lr 1e-3, rho 0.9, eps 1e-7; PyTorch: lr 0.01, alpha 0.99, eps 1e-8).
+#   adagrad: lr 0.01 is PyTorch's (Keras 1e-3); initial_accumulator 0.1 and eps 1e-7 are
+#     Keras's (PyTorch: 0 and 1e-10).
+#   adadelta: PyTorch's (lr 1.0, rho 0.9, eps 1e-6; Keras: 1e-3, 0.95, 1e-7).
 class OptimizerEntry(NamedTuple):
   scale_by: Callable[..., optax.GradientTransformation]
   defaults: Mapping[str, float]
@@ -138,14 +145,6 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
 
   transform = optax.GradientTransformation(init_fn, update_fn)
   return optax.masked(transform, mask) if mask is not None else transform
-
-
-def penalty(params, l1, l2, mask) -> jax.Array:
-  """The value of the L1/L2 penalty whose gradient add_l1_l2 adds (for reporting)."""
-  leaves = [p for p, m in zip(jax.tree_util.tree_leaves(params),
-                              jax.tree_util.tree_leaves(mask)) if m]
-  return sum((l1 * jnp.abs(p).sum() + l2 * jnp.square(p).sum() for p in leaves),
-             jnp.float32(0.0))
 
 
 def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",

@@ -32,6 +32,7 @@ import optax
 
 from jaxnn import data as data_lib
 from jaxnn import initializers, losses, optim, schedules
+from jaxnn import member as member_lib
 from jaxnn.member import BucketSpec
 
 Hparams = Mapping[str, jax.Array]
@@ -96,9 +97,8 @@ def _model(spec: BucketSpec):
 
 
 def steps_per_epoch(spec: BucketSpec, num_train: int) -> int:
-  """Full batches per epoch: the last partial batch is dropped (a fresh permutation each epoch
-  means every example is still seen about equally often)."""
-  return max(num_train // min(spec.batch_size, num_train), 1)
+  """Full batches per epoch (see `member.steps_per_epoch`)."""
+  return member_lib.steps_per_epoch(spec.batch_size, num_train)
 
 
 def _member_key(hp: Hparams) -> jax.Array:
@@ -160,8 +160,12 @@ def _forward(spec, state_params, batch_stats, x, hp, *, train, key=None):
   return out, updates.get("batch_stats", batch_stats)
 
 
-def _per_example_loss(spec, outputs, labels, hp):
-  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=hp["label_smoothing"],
+def _per_example_loss(spec, outputs, labels, hp, *, train=True):
+  """The training loss (with the member's label smoothing) or, for evaluation, the plain loss:
+  smoothing is a training regularizer, and a validation loss that includes it would rank and
+  early-stop members with different smoothing on different scales."""
+  smoothing = hp["label_smoothing"] if train else 0.0
+  return losses.get_loss(spec.loss)(outputs, labels, label_smoothing=smoothing,
                                     huber_delta=hp["huber_delta"])
 
 
@@ -222,7 +226,7 @@ def _member_evaluate(spec: BucketSpec, x_chunks, y_chunks, mask_chunks, mean, st
   def chunk(totals, inputs):
     x, y, mask = inputs
     out, _ = _forward(spec, params, batch_stats, data_lib.normalize(x, mean, std), hp, train=False)
-    loss = _per_example_loss(spec, out, y, hp)
+    loss = _per_example_loss(spec, out, y, hp, train=False)
     correct = losses.accuracy(spec.loss, out, y)
     return (totals[0] + jnp.sum(jnp.where(mask, loss, 0.0)),
             totals[1] + jnp.sum(jnp.where(mask, correct, 0.0))), None
@@ -305,6 +309,13 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
                                 vectorize)
   return state, {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                  "val_acc": val_acc, "lr": lr}
+
+
+# The same program without donating `state`: after a failed call (an allocation failure) the
+# input state is intact, so the sweep loop can split the population and retry from it. The
+# planner budgets the old and the new state side by side, so this uses no memory it does not
+# count; `train_epoch` (donating) stays for drivers that never retry.
+train_epoch_retryable = jax.jit(train_epoch.__wrapped__, static_argnames=("spec", "vectorize"))
 
 
 def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap"):

@@ -74,9 +74,22 @@ def cosine(t, hp):
 def warmup_cosine(t, hp):
   """Linear warmup from 0 to lr over `warmup`, then cosine to lr_min at `horizon`.
 
-  Same curve as optax.warmup_cosine_decay_schedule(0, lr, warmup, horizon, lr_min).
+  Same curve as optax.warmup_cosine_decay_schedule(0, lr, warmup, horizon, lr_min). Per step,
+  step 0 at rate 0 costs one step; per epoch it would cost a whole epoch, so per epoch the ramp
+  is `warmup_cosine_per_epoch`.
   """
   warm = hp["lr"] * t / jnp.maximum(hp["warmup"], 1e-12)
+  return _then_cosine(t, hp, warm)
+
+
+def warmup_cosine_per_epoch(t, hp):
+  """warmup_cosine for whole epochs: epoch t < warmup trains at lr * (t + 1) / (warmup + 1),
+  so no epoch trains at rate 0 and the ramp still meets the cosine's peak lr at t = warmup."""
+  warm = hp["lr"] * (t + 1.0) / (hp["warmup"] + 1.0)
+  return _then_cosine(t, hp, warm)
+
+
+def _then_cosine(t, hp, warm):
   fraction = jnp.clip((t - hp["warmup"]) / jnp.maximum(hp["horizon"] - hp["warmup"], 1e-12), 0, 1)
   return jnp.where(t < hp["warmup"], warm, _cosine_anneal(hp["lr"], hp["lr_min"], fraction))
 
@@ -143,6 +156,8 @@ def learning_rate_fn(name: str, hp: Hparams, *, per: str, steps_per_epoch: int):
   """
   names = (name,) if isinstance(name, str) else tuple(name)
   fns = [SCHEDULES.get(n) for n in names]
+  fns = [warmup_cosine_per_epoch if n == "warmup_cosine" and per == "epoch" else fn
+         for n, fn in zip(names, fns)]
   if per not in SCHEDULE_UNITS:
     raise ValueError(f"schedule_per: unknown {per!r}; known: {', '.join(SCHEDULE_UNITS)}")
 

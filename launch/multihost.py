@@ -25,19 +25,6 @@ PROCESSES_ENV = "JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAX_PROCESS_ID"
 
 
-def define_flags(flag_values=None) -> None:
-  """Defines --coordinator_address, --num_processes, --process_id (absl) on `flag_values`
-  (default the global FLAGS); they override the environment variables when set."""
-  from absl import flags
-  flag_values = flags.FLAGS if flag_values is None else flag_values
-  flags.DEFINE_string("coordinator_address", None,
-                      f"host:port of process 0 (default ${ADDRESS_ENV}).", flag_values=flag_values)
-  flags.DEFINE_integer("num_processes", None, f"Processes in the job (default ${PROCESSES_ENV}).",
-                       flag_values=flag_values)
-  flags.DEFINE_integer("process_id", None, f"This process, 0..num_processes-1 (default "
-                       f"${PROCESS_ID_ENV}).", flag_values=flag_values)
-
-
 def _int(name: str, text: str) -> int:
   try:
     return int(text)
@@ -50,7 +37,7 @@ def initialize_from_env(coordinator_address: str | None = None, num_processes: i
                         environ: Mapping[str, str] | None = None) -> bool:
   """Calls `jax.distributed.initialize` when a multi-process job is described; else nothing.
 
-  Arguments (e.g. from `define_flags`) win over the environment variables JAX_COORDINATOR_ADDRESS,
+  Arguments win over the environment variables JAX_COORDINATOR_ADDRESS,
   JAX_NUM_PROCESSES and JAX_PROCESS_ID.
 
   Args:

@@ -169,7 +169,8 @@ def _check_member_configs(space, strategy, cfg) -> None:
     config = space.sample(RandomSuggest(rng))
     config.setdefault("epochs", cfg.epochs)
     try:
-      member.resolve(config, num_classes=10)
+      # Any size will do: it only sets defaults (per-step schedule lengths), never validity.
+      member.resolve(config, num_classes=10, num_train=2**20)
     except member.ConfigError as e:
       raise ValueError(str(e)) from None
 
@@ -280,6 +281,7 @@ def _space_change(old: Sequence[str], new: Sequence[str]) -> str:
 def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]:
   """Loads data, plans, trains, records and reports one sweep (resuming it when the workdir
   holds its checkpoints). Returns the member runs."""
+  import jaxnn
   from jaxnn import data
   from sweeps import best as best_lib
   from sweeps import checkpoint as checkpoint_lib
@@ -289,6 +291,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   from sweeps import runs as runs_lib
   from sweeps.run import EarlyStopping, SweepLoop
 
+  jaxnn.configure()   # notebooks reach the engine here (through sweeps.api), not through main
   start = time.time()
   resuming = check_resume(cfg)
   if cfg.dry_run and cfg.dataset in KNOWN_SHAPES:
@@ -416,6 +419,8 @@ def _request_stop(loop):
 
 def main(argv: Sequence[str]) -> None:
   from absl import logging
+  import jaxnn
+  jaxnn.configure()   # process-wide JAX settings belong to the entry point, not to an import
   logging.set_verbosity(logging.WARNING)   # keep jax's backend probing out of the output
   if len(argv) > 1:
     print(f"error: unexpected arguments {' '.join(argv[1:])!r}", file=sys.stderr)

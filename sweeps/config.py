@@ -172,8 +172,9 @@ OPTIONS: tuple[Option, ...] = (
            "fold_in(key(seed), member_id), so WORKDIR/best.flags sets it to train a sweep's best "
            "member alone with its own draws.", search=True, low=0),
     Option("top", int, 10, "Rows of the final table.", low=1, group="output"),
-    Option("memory_budget_mb", float, None, "Device memory to plan for (default: detected).",
-           low=0.0, bounds="(]", group="device"),
+    # At least 1 MiB: below that a budget is a typo (0.01 for 10 GB?), not a device.
+    Option("memory_budget_mb", float, None, "Device memory to plan for in MiB (default: "
+           "detected).", low=1.0, group="device"),
     Option("dry_run", bool, False, "Print the plan (buckets, members, memory, compiles) and "
            "exit without training.", group="output"),
     Option("estimate", bool, False, "With --dry_run: train a short probe of the first bucket "

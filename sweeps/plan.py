@@ -164,8 +164,11 @@ def _nbytes(tree) -> int:
 
 @functools.lru_cache(maxsize=256)
 def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
-             input_dtype: str) -> tuple[int, int]:
-  """(bytes per member, parameter count) for one member of `spec`, from shapes only."""
+             input_dtype: str, num_val: int = 0) -> tuple[int, int]:
+  """(bytes per member, parameter count) for one member of `spec`, from shapes only.
+
+  The epoch program trains, then evaluates on the validation split in chunks of
+  `eval_batch_size`: the activations of the larger of the two phases are counted."""
   sample = jax.ShapeDtypeStruct((1,) + input_shape, jnp.dtype(input_dtype))
   data = population.DeviceData(
       train_x=jax.ShapeDtypeStruct((num_train,) + input_shape, jnp.dtype(input_dtype)),
@@ -201,7 +204,9 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
     variables["batch_stats"] = state.batch_stats
   variables = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), variables)
   _, inter = jax.eval_shape(forward, variables, x)
-  act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
+  train_act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
+  eval_act_bytes = _nbytes(inter) * min(spec.eval_batch_size, max(num_val, 1))   # forward only
+  act_bytes = max(train_act_bytes, eval_act_bytes)
   state_bytes = _nbytes(state)   # one member
   return state_bytes * 2 + act_bytes, params_count   # x2: new state built beside the old
 
@@ -226,13 +231,18 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
     raise ValueError(f"pack: got {pack!r}; allowed: {', '.join(PACK_MODES)}")
   budget = memory_budget_bytes or device_memory_bytes()
   itemsize = jnp.dtype(input_dtype).itemsize
-  data_bytes = int((num_train + num_val) * np.prod(input_shape) * itemsize)
+  # The splits once, plus the padded copy of the validation split the evaluation makes.
+  data_bytes = int((num_train + 2 * num_val) * np.prod(input_shape) * itemsize)
   dtype = str(jnp.dtype(input_dtype))
   room = max(budget * SAFETY_MARGIN - data_bytes, 0)
   groups: dict[BucketSpec, list[PlannedMember]] = {}
   for trial in trials:
-    spec, row = member_lib.resolve(trial.config, num_classes=num_classes)
-    _, params = estimate(spec, tuple(input_shape), num_train, dtype)
+    spec, row = member_lib.resolve(trial.config, num_classes=num_classes, num_train=num_train)
+    if spec.batch_size > num_train:   # refused, not clamped: the plan must show what runs
+      raise member_lib.ConfigError(
+          f"batch_size: got {spec.batch_size}; allowed: at most the {num_train} training "
+          "examples")
+    _, params = estimate(spec, tuple(input_shape), num_train, dtype, num_val)
     groups.setdefault(spec, []).append(PlannedMember(trial, spec, row, params))
   merged = list(groups.items())
   if pack == "auto":
@@ -241,7 +251,7 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
                    num_train=num_train, num_val=num_val, room=room)
   buckets = []
   for spec, members in merged:
-    member_bytes, params = estimate(spec, tuple(input_shape), num_train, dtype)
+    member_bytes, params = estimate(spec, tuple(input_shape), num_train, dtype, num_val)
     waste, memory_waste = _waste(spec, members, input_shape, num_classes)
     for m in members:
       m.row = member_lib.fit_row(m.spec, m.row, spec)

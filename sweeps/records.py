@@ -22,14 +22,14 @@ import os
 import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
+from sweeps import vocab
+
 RECORDS_FILE = "records.jsonl"
 CONFIG_FILE = "config.json"
 
-# Every state a member can be in; the engine writes one of these, reports map them onward.
-STATUSES = ("complete", "stopped", "pruned", "diverged", "failed", "running")
-# Members whose training produced no usable model.
-FAILED_STATUSES = ("diverged", "failed")
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+# Statuses and directions are the engine's vocabulary (sweeps.vocab), re-exported for reports.
+STATUSES = vocab.STATUSES
+FAILED_STATUSES = vocab.FAILED_STATUSES
 
 
 def _current_umask() -> int:
@@ -43,15 +43,8 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 def objective_direction(objective: str) -> str:
-  """Whether a metric is maximized or minimized.
-
-  Args:
-    objective: a history key such as "val_acc" or "val_loss".
-
-  Returns:
-    "maximize" for accuracies, "minimize" for everything else (losses, errors).
-  """
-  return "maximize" if objective.endswith("acc") or "accuracy" in objective else "minimize"
+  """"maximize" or "minimize" for a metric such as "val_acc" or "val_loss" (`vocab.direction`)."""
+  return vocab.direction(objective)
 
 
 def _finite_or_none(value: Any) -> float | None:

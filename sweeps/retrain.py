@@ -102,7 +102,8 @@ def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = 
                                      "epochs": n_epochs}))
   groups = collections.defaultdict(list)   # (spec, epochs) -> jobs: one program per group
   for job in jobs:
-    spec, row = member_lib.resolve(job[3], num_classes=dataset.num_classes)
+    spec, row = member_lib.resolve(job[3], num_classes=dataset.num_classes,
+                                   num_train=dataset.train.x.shape[0])
     groups[(spec, job[3]["epochs"])].append((job, row))
   results = []
   for (spec, n_epochs), members in groups.items():
@@ -194,7 +195,8 @@ def main(argv: Sequence[str]) -> int:
     print("usage: python -m sweeps.retrain WORKDIR [--top=K] [--seeds=N] [--epochs=E]",
           file=sys.stderr)
     return 2
-  import jaxnn  # noqa: F401  (threefry setting, as in the sweep)
+  import jaxnn
+  jaxnn.configure()   # the library's JAX settings, as in the sweep
   try:
     retrain(rest[0], top=flag_values.top, seeds=flag_values.seeds, epochs=flag_values.epochs)
   except ValueError as e:

@@ -4,10 +4,12 @@
         -> finished members recorded and told -> compaction -> ask again ...
 
 A *chunk* here is a live population: one BucketSpec, a list of member ids, their stacked
-hyperparameters and state on the device. Members leave a chunk when they finish (complete,
-early-stopped, pruned, diverged); the chunk is compacted (a gather) once at least half of it is
-finished, so dropped members stop costing compute. PBT exploits copy a parent's state into a
-child's slot by indexing, also across chunks of the same bucket.
+hyperparameters and state on the device. Members leave a chunk through one path, `_retire`:
+early-stopped (and, unless the strategy may revive them, diverged) members at the end of the
+epoch they stopped in, the others at the sync; the chunk is compacted at once (a gather), so
+retired members stop costing compute. PBT exploits copy a parent's state into a child's slot by
+indexing, also across chunks of the same bucket; a diverged member waits, frozen, for the next
+PBT sync, where it is replaced first.
 
 Every chunk runs at a *slot* size from sweeps/plan.py (`slot_size`): its first `len(ids)` slots
 are its members, the rest inactive fillers (copies of a member's row, `active` False), so a chunk
@@ -38,11 +40,12 @@ from jaxnn import member as member_lib
 from jaxnn import population
 from launch import mesh as mesh_lib
 from sweeps import plan as plan_lib
+from sweeps import vocab
 from sweeps.records import Record
 from sweeps.strategies import base
 from sweeps.strategies.base import Exploit, Extend, Report, Stop, Trial
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+METRICS = vocab.METRICS
 
 # The jit caches are process-wide, so what is compiled is too: program key -> what was traced for
 # it ({"traced": vectorize modes run on the full data, "choice"/"seconds": the conv probe's}).
@@ -122,8 +125,8 @@ def _finite(x) -> float | None:
 def _best_epoch(history, objective) -> int | None:
   """The first epoch with the best value (ties keep the earlier epoch: the one whose weights
   were kept, since weights are copied on strict improvement only)."""
-  sign = 1.0 if base.OBJECTIVES[objective] == "maximize" else -1.0
-  values = [(sign * v, -i) for i, v in enumerate(history[objective]) if v is not None]
+  values = [(vocab.oriented(v, objective), -i) for i, v in enumerate(history[objective])
+            if v is not None]
   return -max(values)[1] if values else None
 
 
@@ -133,7 +136,7 @@ class Chunk:
   spec: member_lib.BucketSpec
   ids: list[int]
   hparams: dict[str, jax.Array]
-  state: population.MemberState
+  state: population.MemberState | None   # None until initialized (see SweepLoop._init_chunks)
   member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
   vectorize: str | None = None   # 'vmap' or 'map' once chosen (see SweepLoop._choose_vectorize)
   slots: int = 0   # the compiled population size: ids fill the first slots, fillers the rest
@@ -239,8 +242,9 @@ class SweepLoop:
       return "vmap"
     if slots == 1:   # one member: the plain, unbatched program (vmap of one member still
       return "map"   # batches every matmul and conv)
-    if spec.model == "mlp" or self.conv_vectorize == "auto":
-      return "vmap" if spec.model == "mlp" else "auto"
+    convolutional = member_lib.models.model_entry(spec.model).convolutional
+    if not convolutional or self.conv_vectorize == "auto":
+      return "auto" if convolutional else "vmap"
     return self.conv_vectorize
 
   def _new_programs(self, shapes: Sequence[tuple[Any, int, str | None]]) -> int:
@@ -378,8 +382,8 @@ class SweepLoop:
 
   def train_chunk(self, chunk: Chunk) -> None:
     """Trains a chunk to the phase's end; on an allocation failure the chunk is split in halves
-    (a gather of its members' states) and each half retried, down to single members, which are
-    then recorded as failed with the reason."""
+    (fillers shed first) and each half retried from the state before the failed epoch, down
+    to single members, which are then recorded as failed with the reason."""
     try:
       self._train_chunk(chunk)
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
@@ -414,15 +418,18 @@ class SweepLoop:
       if not wants.any():
         return
       wants = np.pad(wants, (0, chunk.slots - len(runs)))   # fillers never train
-      self._check_memory(chunk.member_bytes * chunk.slots)
       if self.mesh is not None:   # no copy when already placed
         chunk.hparams, chunk.state = mesh_lib.place_population(chunk.hparams, chunk.state,
                                                                self.mesh)
       self._choose_vectorize(chunk)
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
-      chunk.state, metrics = population.train_epoch(chunk.spec, chunk.state, chunk.hparams,
-                                                    self.data, vectorize=chunk.vectorize)
+      # Not donated: if the epoch fails to allocate, chunk.state is still the state before it.
+      state, metrics = population.train_epoch_retryable(chunk.spec, chunk.state, chunk.hparams,
+                                                        self.data, vectorize=chunk.vectorize)
+      # A simulated failure lands where a real one does: after the program was called.
+      self._check_memory(chunk.member_bytes * chunk.slots)
+      chunk.state = state
       host = jax.device_get({**metrics, "diverged": chunk.state.diverged})  # one sync per epoch
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
@@ -431,7 +438,13 @@ class SweepLoop:
       self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and _improved(
           run, self.objective)])
       self.on_epoch(self, chunk)
-      if self._retire_stopped(chunk):
+      gone = [r for r in runs if r.status == "stopped"
+              or (r.status == "diverged" and not self._may_revive())]
+      if gone:
+        self._retire(gone)
+        if not chunk.ids:
+          self.checkpoint()
+          return
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
 
@@ -482,28 +495,10 @@ class SweepLoop:
       run.events.append({"epoch": run.epochs_run, "kind": "vectorize",
                          "choice": chunk.vectorize, "probe_seconds": seconds})
 
-  def _retire_stopped(self, chunk: Chunk) -> bool:
-    """Once enough of a chunk has stopped early or diverged that the rest fits a smaller slot
-    size, those members are recorded, told to the strategy and dropped from the chunk (a
-    gather), so they stop costing compute. The chunk object is updated in place. Returns True if
-    it shrank."""
-    gone = [i for i, m in enumerate(chunk.ids)
-            if self.members[m].status in ("stopped", "diverged")]
-    if not gone or len(gone) == len(chunk.ids):
-      return False
-    if self.slot_size(len(chunk.ids) - len(gone)) >= chunk.slots:
-      return False
-    runs = [self.members[chunk.ids[i]] for i in gone]
-    self._drop_kept()
-    self.on_record([r.record(self.objective) for r in runs])
-    for run in runs:
-      self.strategy.tell(run.report())
-    live = [i for i in range(len(chunk.ids)) if i not in gone]
-    smaller = _gather(chunk, live, self.slot_size(len(live)))
-    self._announce([smaller], "early-stopping compaction")
-    chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
-    chunk.slots = smaller.slots
-    return True
+  def _may_revive(self) -> bool:
+    """Whether the strategy can give a diverged member a new start at its next sync (PBT
+    replaces diverged members first), so it waits, frozen, for that sync instead of retiring."""
+    return self.strategy.sync_every() is not None
 
   def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
     run.wall_time += seconds
@@ -523,8 +518,8 @@ class SweepLoop:
     value = run.history[rule.monitor][-1]
     if value is None:
       return
-    sign = 1.0 if base.OBJECTIVES[rule.monitor] == "maximize" else -1.0
-    if run.best_monitor is None or sign * (value - run.best_monitor) > rule.min_delta:
+    if (run.best_monitor is None
+        or vocab.oriented(value - run.best_monitor, rule.monitor) > rule.min_delta):
       run.best_monitor, run.since_best = value, 0
       return
     run.since_best += 1
@@ -562,18 +557,29 @@ class SweepLoop:
     child_chunk, ci = self._locate(action.member_id)
     parent_chunk, pi = self._locate(action.parent_id)
     child = self.members[action.member_id]
-    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes)
+    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
+                                   num_train=self.dataset.train.x.shape[0])
     if (not member_lib.fits(spec, child_chunk.spec) or child_chunk.spec != parent_chunk.spec):
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
     row = member_lib.fit_row(spec, row, child_chunk.spec)   # packed buckets: padded row
     keep = {"member_id", "seed"}
     row = {**row, "seed": child.row["seed"]}
-    child_chunk.state = child_chunk.state.replace(
-        params=_copy_slot(child_chunk.state.params, ci, parent_chunk.state.params, pi),
-        batch_stats=_copy_slot(child_chunk.state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
-        opt_state=_copy_slot(child_chunk.state.opt_state, ci, parent_chunk.state.opt_state, pi),
-        step=child_chunk.state.step.at[ci].set(parent_chunk.state.step[pi]))
+    state = child_chunk.state
+    if child.status == "diverged":
+      # A new start from the parent's state: the flags that froze it are cleared, and the
+      # epochs it did not train stay empty in its history, so it counts epochs like the others.
+      gap = self.members[action.parent_id].epochs_run - child.epochs_run
+      for values in child.history.values():
+        values.extend([None] * gap)
+      child.status, child.reason = "running", None
+      state = state.replace(active=state.active.at[ci].set(True),
+                            diverged=state.diverged.at[ci].set(False))
+    child_chunk.state = state.replace(
+        params=_copy_slot(state.params, ci, parent_chunk.state.params, pi),
+        batch_stats=_copy_slot(state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
+        opt_state=_copy_slot(state.opt_state, ci, parent_chunk.state.opt_state, pi),
+        step=state.step.at[ci].set(parent_chunk.state.step[pi]))
     new_row = population.stack_rows([row], [action.member_id])
     child_chunk.hparams = {
         k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
@@ -603,12 +609,12 @@ class SweepLoop:
     """Members (finished or live, not failed) whose best objective so far ranks in the top K,
     K = max(test_top, 1): the only ones whose best-epoch weights can still be needed. Best
     values only improve, so a member that falls out can come back only by improving."""
-    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
     scored = []
     for member_id, run in self.members.items():
       best = _best_epoch(run.history, self.objective)
-      if run.status not in ("diverged", "failed") and best is not None:
-        scored.append((-sign * run.history[self.objective][best], member_id))
+      if run.status not in vocab.FAILED_STATUSES and best is not None:
+        scored.append((-vocab.oriented(run.history[self.objective][best], self.objective),
+                       member_id))
     return {member_id for _, member_id in sorted(scored)[:max(self.test_top, 1)]}
 
   def _keep_best(self, chunk: Chunk, improved: Sequence[int]) -> None:
@@ -632,19 +638,10 @@ class SweepLoop:
       if member_id not in top:
         del self._kept[member_id]
 
-  def _compact(self, chunk: Chunk, force: bool) -> Chunk | None:
-    live = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "running"]
-    if not live:
-      return None
-    if not force and len(live) * 2 > len(chunk.ids):
-      return chunk
-    if len(live) == len(chunk.ids):
-      return chunk
-    smaller = _gather(chunk, live, self.slot_size(len(live)))
-    self._announce([smaller], "compaction")
-    return smaller
-
   def _retire(self, finished: Sequence[MemberRun]) -> None:
+    """The one retire path (early stopped, diverged, complete, pruned): the members are
+    recorded, told to the strategy, their final state kept when asked (`keep_final`), and
+    dropped from their chunks at once (a gather, in place), so they stop costing compute."""
     if not finished:
       return
     finished_ids = {r.trial.member_id for r in finished}
@@ -661,8 +658,18 @@ class SweepLoop:
     self.on_record(records)
     for run in finished:
       self.strategy.tell(run.report())
-    self.chunks = [c for c in (self._compact(c, force=True) for c in self.chunks) if c is not None]
-    assert not any(i in finished_ids for c in self.chunks for i in c.ids)
+    for position, chunk in enumerate(self.chunks):
+      keep = [i for i, m in enumerate(chunk.ids) if m not in finished_ids]
+      if len(keep) < len(chunk.ids) and keep:
+        # Gathered into the smallest slot size that holds the rest (the same program when it
+        # does not shrink; the freed slots become inactive fillers).
+        smaller = _gather(chunk, keep, self.slot_size(len(keep)))
+        self._announce([smaller], "compaction")
+        chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
+        chunk.slots = smaller.slots
+      elif not keep:
+        chunk.ids = []
+    self.chunks = [c for c in self.chunks if c.ids]
 
   def kept_weights(self, member_id: int) -> tuple[Any, Any] | None:
     """(params, batch_stats) of a top member at its best epoch, without the members axis;
@@ -673,12 +680,12 @@ class SweepLoop:
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
-    sign = 1.0 if base.OBJECTIVES[self.objective] == "maximize" else -1.0
     scored = []
     for run in self.members.values():
       values = [v for v in run.history[self.objective] if v is not None]
-      if run.status in ("complete", "stopped", "pruned") and values:
-        scored.append((-sign * (max(values) if sign > 0 else min(values)), run.trial.member_id, run))
+      if run.status in vocab.RANKED_STATUSES and values:
+        best = vocab.best(values, self.objective)
+        scored.append((-vocab.oriented(best, self.objective), run.trial.member_id, run))
     return [run for *_, run in sorted(scored, key=lambda t: t[:2])]
 
   # ----------------------------------------------------------------------- checkpointing
@@ -703,7 +710,7 @@ class SweepLoop:
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
-    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
                for m in meta["members"]}
 
     def abstract(ids, slots):
@@ -729,7 +736,7 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
     self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset.num_classes)
+    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
                          int(nbytes), vectorize, slots)
@@ -815,8 +822,10 @@ class SweepLoop:
         self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
         self.on_record([self.members[i].record(self.objective) for i in chunk.ids])
+      # Diverged members still in a chunk wait for this sync (see _may_revive): reported, so
+      # the strategy can replace them; those it leaves are finished below.
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
-              if self.members[m].status == "running"}
+              if self.members[m].status in ("running", "diverged")}
       self.apply(self.strategy.on_sync(live))
       self._retire(self._finish_ready())
       self.phase = "ask"
@@ -887,12 +896,13 @@ def _member_meta(run: MemberRun) -> dict[str, Any]:
   return meta
 
 
-def _member_from_meta(meta: Mapping[str, Any], num_classes: int) -> MemberRun:
+def _member_from_meta(meta: Mapping[str, Any], dataset) -> MemberRun:
   trial = Trial(**meta["trial"])
   if "spec" in meta:
     spec = member_lib.spec_from_json(meta["spec"])
   else:   # a checkpoint written before packing: the member's own spec
-    spec, _ = member_lib.resolve(trial.config, num_classes=num_classes)
+    spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
+                                 num_train=dataset.train.x.shape[0])
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
 
 
@@ -906,9 +916,21 @@ class SimulatedOutOfMemory(MemoryError):
   """Raised in place of a real allocation failure when testing the back-off path."""
 
 
+# How XLA words an allocation failure (GPU BFC allocator, CUDA, TPU compile and run); the
+# status code alone is not enough: RESOURCE_EXHAUSTED also reports other exhausted resources.
+_XLA_OUT_OF_MEMORY = ("out of memory", "ran out of memory", "failed to allocate",
+                      "cuda_error_out_of_memory", "allocator ran out")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-  """An allocation failure from XLA (compile or run) or the simulated one."""
-  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)
+  """An allocation failure from XLA (compile or run) or the simulated one; nothing else."""
+  if isinstance(error, SimulatedOutOfMemory):
+    return True
+  if not isinstance(error, jax.errors.JaxRuntimeError):
+    return False
+  text = str(error)
+  return (text.startswith("RESOURCE_EXHAUSTED")
+          and any(words in text.lower() for words in _XLA_OUT_OF_MEMORY))
 
 
 def _first_line(error: BaseException) -> str:

@@ -189,9 +189,6 @@ class Space:
       return param.name
     return f"{param.name}[{same.index(param)}]"
 
-  def grid_size(self) -> int:
-    return len(self.grid())
-
 
 def _drop_depth_helpers(space: Space, config: dict[str, Any]) -> dict[str, Any]:
   """`depth` only steers per_layer widths; the model reads the widths list."""

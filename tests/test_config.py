@@ -33,7 +33,7 @@ def test_search_and_display_options_partition_the_table():
     ("trials", 0, "--trials: got 0; allowed: an integer >= 1"),
     ("val_fraction", 1.0, "--val_fraction: got 1.0; allowed: a number in (0, 1)"),
     ("pbt_fraction", 0.0, "--pbt_fraction: got 0.0; allowed: a number in (0, 0.5]"),
-    ("memory_budget_mb", 0.0, "--memory_budget_mb: got 0.0; allowed: a number > 0"),
+    ("memory_budget_mb", 0.0, "--memory_budget_mb: got 0.0; allowed: a number >= 1"),
     ("conv_vectorize", "pmap", "--conv_vectorize: got 'pmap'; allowed: auto, vmap, map"),
     ("objective", "acc", "--objective: got 'acc'; allowed: val_acc, val_loss"),
     ("epochs", 2.5, "--epochs: got 2.5; allowed: an integer >= 1"),

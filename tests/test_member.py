@@ -60,3 +60,15 @@ def test_zeros_and_constant_initializers_share_a_program():
   a, row_a = member.resolve(dict(bias_init="zeros"), num_classes=10)
   b, row_b = member.resolve(dict(bias_init="constant", bias_value=0.5), num_classes=10)
   assert a == b and row_a["bias_value"] == 0.0 and row_b["bias_value"] == 0.5
+
+
+def test_per_step_schedule_lengths_default_to_steps():
+  config = dict(schedule="cosine", schedule_per="step", batch_size=50, epochs=3)
+  _, row = member.resolve(config, num_classes=2, num_train=500)   # 10 steps per epoch
+  assert (row["horizon"], row["step_size"], row["gamma"]) == (30.0, 10.0, 0.1)
+  _, row = member.resolve({**config, "schedule": "exponential"}, num_classes=2, num_train=500)
+  assert row["gamma"] == pytest.approx(0.1 ** 0.1)
+  _, row = member.resolve({**config, "horizon": 7}, num_classes=2)   # set: no size needed
+  assert row["horizon"] == 7.0
+  with pytest.raises(member.ConfigError, match="horizon: schedule_per=step needs it in steps"):
+    member.resolve(config, num_classes=2)

@@ -43,6 +43,8 @@ def argv_for(strategy: str, budget: common.Budget) -> list[str]:
 
 
 def main():
+  import jaxnn
+  jaxnn.configure()   # as before, when importing jaxnn set it: the same random draws
   parser = argparse.ArgumentParser()
   parser.add_argument("--strategy", choices=("random", "hyperband", "bayes", "pbt"),
                       required=True)

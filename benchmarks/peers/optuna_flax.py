@@ -86,6 +86,8 @@ def objective(trial, data, budget, trace):
 
 
 def main():
+  import jaxnn
+  jaxnn.configure()   # as before, when importing jaxnn set it: the same random draws
   parser = argparse.ArgumentParser()
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--out", required=True)

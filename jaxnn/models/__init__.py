@@ -53,11 +53,14 @@ class ModelEntry:
     tiny_kwargs: static kwargs giving a tiny variant of the same architecture, for tests.
     input_shapes: per-example input shapes (no batch axis) the model is meant for.
     description: one line for listings.
+    convolutional: whether it convolves: under vmap its convolutions become grouped
+      convolutions, so the sweep loop times vmap against lax.map for such families.
   """
   factory: Callable[..., nn.Module]
   tiny_kwargs: Mapping[str, Any]
   input_shapes: tuple[tuple[int, ...], ...]
   description: str
+  convolutional: bool = True
 
   @property
   def module_class(self) -> type:
@@ -77,7 +80,8 @@ _IMAGES = (MNIST_SHAPE, CIFAR_SHAPE)
 _MODELS: Registry[ModelEntry] = Registry("model", {
     "mlp": ModelEntry(
         MLP, {"widths": (16, 8)}, (TOY_SHAPE,) + _IMAGES,
-        "fully connected; widths list or depth+width; dropout after each hidden layer"),
+        "fully connected; widths list or depth+width; dropout after each hidden layer",
+        convolutional=False),
     "small_cnn": ModelEntry(
         SmallCNN, {"features": (4, 8), "dense_width": 8}, _IMAGES,
         "Keras MNIST CNN: conv32-pool-conv64-pool-dense64"),

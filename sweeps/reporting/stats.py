@@ -27,11 +27,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy import special
 
+from sweeps import vocab
 from sweeps.records import Record
 from sweeps.reporting.table import render_text_table
 
 CONFIDENCE = 0.95
-BASELINE = "baseline"
+BASELINE = vocab.BASELINE
 # Record metrics an ablation can summarize (the results-table column names).
 METRICS = tuple(f"{when}_{split}_{kind}" for when in ("best", "final")
                 for split in ("train", "val") for kind in ("acc", "loss")) + ("test_acc",

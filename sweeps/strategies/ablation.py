@@ -17,10 +17,11 @@ import itertools
 from typing import Any, Mapping
 
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import AllAtOnce, Settings, Trial
 
-BASELINE = "baseline"
+BASELINE = vocab.BASELINE
 
 
 class _Pinned:

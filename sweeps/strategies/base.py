@@ -22,10 +22,9 @@ import abc
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+from sweeps import vocab
 from sweeps.space import Space
-
-# Objectives: the metric a strategy ranks by. val_acc is maximized, val_loss minimized.
-OBJECTIVES = {"val_acc": "maximize", "val_loss": "minimize"}
+from sweeps.vocab import OBJECTIVES  # noqa: F401  (the metric a strategy ranks by; re-exported)
 
 
 @dataclasses.dataclass
@@ -51,7 +50,7 @@ class Report:
     values = [v for v in self.history.get(objective, []) if v is not None and v == v]
     if not values:
       return float("-inf")
-    return max(values) if OBJECTIVES[objective] == "maximize" else -min(values)
+    return vocab.oriented(vocab.best(values, objective), objective)
 
   def last(self, metric: str) -> float | None:
     values = self.history.get(metric, [])

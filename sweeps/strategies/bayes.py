@@ -24,6 +24,7 @@ import optuna
 
 from jaxnn.registry import Registry
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import OBJECTIVES, Report, Settings, Strategy, Trial
 
@@ -138,7 +139,7 @@ class BayesStrategy(Strategy):
     best = report.score(objective)
     if report.status == "pruned":
       self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-    elif report.status in common.FAILED or not math.isfinite(best):
+    elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
       self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
     else:   # complete, or stopped early: its best epoch is its result
       self.study.tell(optuna_trial, common.oriented(best, objective))   # back to raw units

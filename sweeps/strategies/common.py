@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxnn import member
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies.base import OBJECTIVES, Report, Settings
 
 
@@ -25,8 +26,6 @@ def static_fields() -> frozenset[str]:
   return frozenset(member.STATIC_DEFAULTS) | frozenset(member.model_option_fields())
 
 
-# Statuses of a member whose training produced nothing worth ranking or copying.
-FAILED = ("diverged", "failed")
 
 
 def require(settings: Settings, field: str, ok: bool, allowed: str) -> None:
@@ -101,12 +100,12 @@ def forbid_searched_epochs(space: space_lib.Space, settings: Settings, strategy:
 def is_dead(report: Report, objective: str) -> bool:
   """A member that diverged or failed, or whose latest objective is missing or not finite."""
   last = report.last(objective)
-  return report.status in FAILED or last is None or not math.isfinite(last)
+  return report.status in vocab.FAILED_STATUSES or last is None or not math.isfinite(last)
 
 
 def oriented(value: float, objective: str) -> float:
   """A metric value turned so that higher is better."""
-  return value if OBJECTIVES[objective] == "maximize" else -value
+  return vocab.oriented(value, objective)
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

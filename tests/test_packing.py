@@ -93,7 +93,7 @@ def test_records_count_the_true_parameters():
   from sweeps.strategies.base import Trial
   trials = [Trial(i, dict(c, optimizer="adam", epochs=1), 1) for i, c in enumerate(CONFIGS)]
   plan = plan_lib.make_plan(trials, num_classes=2, input_shape=(6,), input_dtype="float32",
-                            num_train=64, num_val=16, pack="auto")
+                            num_train=256, num_val=16, pack="auto")
   counts = {m.trial.member_id: m.param_count for b in plan.buckets for m in b.members}
   assert counts == {0: 6 * 16 + 16 + 16 * 8 + 8 + 8 * 2 + 2, 1: 6 * 4 + 4 + 4 * 2 + 2,
                     2: 6 * 12 + 12 + 12 * 16 + 16 + 16 * 8 + 8 + 8 * 2 + 2}

@@ -145,3 +145,59 @@ def rescale(params: Mapping[str, Any], kernel_scale, bias_value) -> dict:
     return out
 
   return walk(params)
+
+
+# How each kernel initializer draws, for `packed_kernel`: (distribution, variance scale, fan).
+_PACKED = {
+    "glorot_uniform": ("uniform", 1.0, "fan_avg"), "xavier_uniform": ("uniform", 1.0, "fan_avg"),
+    "glorot_normal": ("truncated_normal", 1.0, "fan_avg"),
+    "xavier_normal": ("truncated_normal", 1.0, "fan_avg"),
+    "he_uniform": ("uniform", 2.0, "fan_in"), "he_normal": ("truncated_normal", 2.0, "fan_in"),
+    "lecun_uniform": ("uniform", 1.0, "fan_in"),
+    "lecun_normal": ("truncated_normal", 1.0, "fan_in"),
+    "normal": ("normal", None, None), "uniform": ("symmetric", None, None),
+    "zeros": ("zeros", None, None), "constant": ("ones", None, None),
+}
+# The stddev of a standard normal truncated to [-2, 2] (Flax's and Keras' correction).
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def packed_kernel(name: str) -> Callable[..., jax.Array]:
+  """A Dense kernel initializer that survives padding: init(key, shape, fan_in, fan_out).
+
+  `shape` is the padded [in, out]; `fan_in`, `fan_out` the layer's true sizes (traced ints).
+  Output unit u's column is a 1-D draw from fold_in(key, u) over the padded fan-in, made with
+  partitionable threefry, whose draws are stable under padding of their leading axis (see
+  NOTES "Random draws that survive padding"): the real block equals the draw at the true shape.
+  The variance-scaling factor comes from the true fans; entries outside the real block are 0.
+  Same distributions as `get_kernel_init(name)` (unit scale; `rescale` applies the gain).
+  """
+  _KERNEL_INITS.check(name)
+  distribution, scale, mode = _PACKED[name]
+
+  def init(key, shape, fan_in, fan_out, dtype=jnp.float32):
+    rows, cols = shape
+    fan_in = jnp.asarray(fan_in, jnp.float32)
+    fan_out = jnp.asarray(fan_out, jnp.float32)
+
+    def column(u):
+      k = jax.random.fold_in(key, u)
+      if distribution in ("uniform", "symmetric"):
+        return jax.random.uniform(k, (rows,), jnp.float32, -1.0, 1.0)
+      if distribution == "truncated_normal":
+        return jax.random.truncated_normal(k, -2.0, 2.0, (rows,), jnp.float32)
+      return jax.random.normal(k, (rows,), jnp.float32)
+
+    if distribution in ("zeros", "ones"):
+      unit = jnp.full((rows, cols), 0.0 if distribution == "zeros" else 1.0, jnp.float32)
+    else:
+      with jax.threefry_partitionable(True):
+        unit = jax.vmap(column)(jnp.arange(cols)).T
+    if scale is not None:
+      fan = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2.0
+      std = jnp.sqrt(scale / jnp.maximum(fan, 1.0))
+      unit = unit * (std * jnp.sqrt(3.0) if distribution == "uniform" else std / _TRUNCATED_STD)
+    real = (jnp.arange(rows) < fan_in)[:, None] & (jnp.arange(cols) < fan_out)[None, :]
+    return jnp.where(real, unit, 0.0).astype(dtype)
+
+  return init

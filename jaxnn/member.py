@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxnn import activations, initializers, losses, models, optim, schedules
 from jaxnn.data.augment import PAD_MODES  # noqa: F401  (checked by resolve)
+from jaxnn.models import mlp as mlp_lib
 
 
 class ConfigError(ValueError):
@@ -62,7 +63,8 @@ SCHEDULE_DEFAULTS: dict[str, float] = {
 RUN_FIELDS: dict[str, Any] = {"seed": 0, "epochs": 1}
 
 # Model options set through their own fields (activation, initializers, batchnorm have theirs).
-_SHARED_MODEL_OPTIONS = ("num_classes", "activation", "kernel_init", "bias_init", "batchnorm", "dtype")
+_SHARED_MODEL_OPTIONS = ("num_classes", "activation", "kernel_init", "bias_init", "batchnorm", "dtype",
+                         "head_width")
 
 
 def model_option_fields() -> set[str]:
@@ -102,11 +104,12 @@ class BucketSpec:
 
   def name(self) -> str:
     """A short readable bucket name for logs and plans."""
-    kwargs = ",".join(f"{k}={_short(v)}" for k, v in self.model_kwargs
+    kwargs = ",".join(f"{k}={'/'.join(v) if k == 'activation' and isinstance(v, tuple) else _short(v)}"
+                      for k, v in self.model_kwargs
                       if k not in ("kernel_init", "bias_init"))
     parts = [f"{self.model}({kwargs})", self.optimizer]
     if self.schedule != "constant":
-      parts.append(self.schedule)
+      parts.append(self.schedule if isinstance(self.schedule, str) else "/".join(self.schedule))
     parts.append(f"bs{self.batch_size}")
     if self.augments:
       parts.append("aug")
@@ -223,7 +226,7 @@ def with_defaults(config: Mapping[str, Any], num_train: int | None = None) -> di
   optimizer = _choice(cfg, "optimizer", optim.OPTIMIZERS)
   kernel_init = _choice(cfg, "kernel_init", initializers.KERNEL_INITS)
   bias_init = _choice(cfg, "bias_init", initializers.BIAS_INITS)
-  activation = _choice(cfg, "activation", activations.ACTIVATIONS)
+  activation = _activations(cfg)[0]
   derived = {
       **optim.default_hparams(optimizer),
       **SCHEDULE_DEFAULTS,
@@ -234,6 +237,20 @@ def with_defaults(config: Mapping[str, Any], num_train: int | None = None) -> di
       **schedule_length_defaults(cfg, num_train),
   }
   return {**derived, **cfg}
+
+
+def _activations(cfg) -> list[str]:
+  """The activation names of a config: one name, or a per-layer list (MLP only)."""
+  value = cfg["activation"]
+  if isinstance(value, (list, tuple)):
+    if not value or cfg["model"] != "mlp":
+      raise _fail("activation", value, "one name (a per-layer list is for model mlp)"
+                  if value else "one name or a non-empty list of names")
+    for name in value:
+      _choice({"activation": name}, "activation", activations.ACTIVATIONS)
+    return list(value)
+  _choice(cfg, "activation", activations.ACTIVATIONS)
+  return [value]
 
 
 def model_default(model: str, field: str) -> Any:
@@ -257,15 +274,27 @@ def _model_kwargs(cfg) -> tuple[tuple[str, Any], ...]:
     raise _fail(k, kwargs[k], f"not an option of model {cfg['model']} "
                 f"(its options: {', '.join(sorted(options - set(_SHARED_MODEL_OPTIONS)))})")
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  activation = cfg["activation"]
   if "widths" in kwargs and cfg["model"] == "mlp":
     widths = kwargs["widths"]
     if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
-      widths = [widths]
+      widths = [widths] * (1 if kwargs.get("depth") is None else int(kwargs["depth"]))
     if not isinstance(widths, (list, tuple)) or not widths or any(
         isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
       raise _fail("widths", cfg["widths"], "a non-empty list of positive integers")
     kwargs["widths"] = tuple(int(w) for w in widths)
-  kwargs.update(activation=cfg["activation"], kernel_init=cfg["kernel_init"],
+  if cfg["model"] == "mlp":
+    # One canonical form (the hidden widths, the activation names the program selects among),
+    # so members stating the same network differently share a program.
+    try:
+      hidden = mlp_lib.hidden_widths(kwargs.pop("widths", None), kwargs.pop("depth", None),
+                                     kwargs.pop("width", None))
+    except ValueError as e:
+      raise ConfigError(f"widths: {e}") from None
+    kwargs["widths"] = hidden
+    names = sorted(set(_activations(cfg)))
+    activation = names[0] if len(names) == 1 else tuple(names)
+  kwargs.update(activation=activation, kernel_init=cfg["kernel_init"],
                 bias_init=cfg["bias_init"])
   if "batchnorm" in options:
     kwargs["batchnorm"] = bool(cfg["batchnorm"])
@@ -315,7 +344,8 @@ def resolve(config: Mapping[str, Any], *, num_classes: int,
   _number(cfg, "dropout", low=0.0, high=1.0, high_open=True, vector=True)
   for field in ("beta1", "beta2", "rho", "gamma"):
     _number(cfg, field, low=0.0, high=1.0)
-  for field in ("eps", "initial_accumulator", "weight_decay", "l1", "l2",
+  _number(cfg, "l2", low=0.0, vector=True)
+  for field in ("eps", "initial_accumulator", "weight_decay", "l1",
                 "lr_min", "decay", "warmup", "init_scale"):
     _number(cfg, field, low=0.0)
   _number(cfg, "label_smoothing", low=0.0, high=1.0, high_open=True)
@@ -353,10 +383,154 @@ def resolve(config: Mapping[str, Any], *, num_classes: int,
   else:
     dropout = [float(dropout)] * sites
 
-  numeric = (set(optim.OPTIMIZER_HPARAMS) | set(SCHEDULE_DEFAULTS) | set(MODEL_HPARAMS)) - {"dropout"}
+  l2 = cfg["l2"]
+  if isinstance(l2, (list, tuple)) and (spec.model != "mlp" or len(l2) != sites):
+    raise _fail("l2", l2, f"one number or a list of {sites} numbers (one per hidden layer)"
+                if spec.model == "mlp" else "one number (a per-layer list is for model mlp)")
+  if spec.model == "mlp":
+    acts = _activations(cfg)
+    if len(acts) != 1 and len(acts) != sites:
+      raise _fail("activation", cfg["activation"],
+                  f"one name or a list of {sites} names (one per hidden layer)")
+
+  numeric = (set(optim.OPTIMIZER_HPARAMS) | set(SCHEDULE_DEFAULTS) | set(MODEL_HPARAMS)) - {
+      "dropout", "l2"}
   row: dict[str, Any] = {k: float(cfg[k]) for k in sorted(numeric)}
   row["dropout"] = dropout
+  row["l2"] = float(l2) if not isinstance(l2, (list, tuple)) else None
+  if spec.model == "mlp":
+    # The MLP reads its true shape from the row (see jaxnn.models.mlp, packing); L2 is one
+    # coefficient per kernel: the hidden layers', then the output layer's. A per-layer list
+    # leaves the output layer unpenalized (the reference Keras Tuner study regularizes its
+    # hidden layers only); one number penalizes every kernel, as before.
+    hidden = dict(spec.model_kwargs)["widths"]
+    choices = mlp_choices(spec)
+    per_layer_acts = acts * sites if len(acts) == 1 else acts
+    row["widths"] = [float(w) for w in hidden]
+    row["act_index"] = [float(choices.index(a)) for a in per_layer_acts]
+    row["l2"] = ([float(l2)] * (sites + 1) if not isinstance(l2, (list, tuple))
+                 else [float(v) for v in l2] + [0.0])
   row["milestones"] = milestones
   row["seed"] = int(cfg["seed"])
   row["epochs"] = int(cfg["epochs"])
   return spec, row
+
+
+# ------------------------------------------------------------------------------------- packing
+# Members whose specs differ only in what a packed program reads per member (the MLP's widths,
+# depth and activations, the schedule kind) can share one program built at their padded shape; see
+# jaxnn.models.mlp. `pack_key` says which specs may share, `merge_specs` gives the shared spec,
+# `fit_row` pads a member's row to it.
+
+PACKED_FIELDS = ("widths", "activation", "head_width")
+
+
+def mlp_choices(spec: BucketSpec) -> tuple[str, ...]:
+  """The activation names an MLP spec's program selects among."""
+  activation = dict(spec.model_kwargs)["activation"]
+  return (activation,) if isinstance(activation, str) else tuple(activation)
+
+
+def _hidden(spec: BucketSpec) -> tuple[int, ...]:
+  return tuple(dict(spec.model_kwargs)["widths"])
+
+
+def _last_width(spec: BucketSpec) -> int:
+  kwargs = dict(spec.model_kwargs)
+  return kwargs.get("head_width") or kwargs["widths"][-1]
+
+
+def pack_key(spec: BucketSpec) -> BucketSpec | None:
+  """What must be equal for two members to share a packed program (None: never packed).
+
+  MLPs with at least one hidden layer pack; every other family keeps one program per spec.
+  """
+  if spec.model != "mlp" or not _hidden(spec):
+    return None
+  kwargs = tuple((k, v) for k, v in spec.model_kwargs if k not in PACKED_FIELDS)
+  return dataclasses.replace(spec, model_kwargs=kwargs, schedule="")
+
+
+def _schedules(spec: BucketSpec) -> tuple[str, ...]:
+  return (spec.schedule,) if isinstance(spec.schedule, str) else tuple(spec.schedule)
+
+
+def merge_specs(specs) -> BucketSpec:
+  """The spec of one program that holds every member of `specs` (equal pack keys): each layer
+  as wide as the widest member there, as deep as the deepest, every activation selectable."""
+  specs = list(specs)
+  if len(specs) == 1:
+    return specs[0]
+  keys = {pack_key(s) for s in specs}
+  if len(keys) != 1 or None in keys:
+    raise ValueError("merge_specs: these members cannot share a program")
+  depth = max(len(_hidden(s)) for s in specs)
+  widths = tuple(max((_hidden(s)[i] for s in specs if len(_hidden(s)) > i)) for i in range(depth))
+  names = sorted({n for s in specs for n in mlp_choices(s)})
+  head = max(_last_width(s) for s in specs)
+  kwargs = dict(keys.pop().model_kwargs)
+  kwargs.update(widths=widths, activation=names[0] if len(names) == 1 else tuple(names))
+  if head != widths[-1]:
+    kwargs["head_width"] = head
+  schedules = sorted({n for s in specs for n in _schedules(s)})
+  return dataclasses.replace(specs[0], model_kwargs=tuple(sorted(kwargs.items())),
+                             schedule=schedules[0] if len(schedules) == 1 else tuple(schedules))
+
+
+def fits(spec: BucketSpec, bucket: BucketSpec) -> bool:
+  """Whether a member of `spec` can train inside `bucket`'s program."""
+  if spec == bucket:
+    return True
+  if pack_key(spec) is None or pack_key(spec) != pack_key(bucket):
+    return False
+  mine, theirs = _hidden(spec), _hidden(bucket)
+  return (len(mine) <= len(theirs) and all(a <= b for a, b in zip(mine, theirs))
+          and _last_width(spec) <= _last_width(bucket)
+          and set(mlp_choices(spec)) <= set(mlp_choices(bucket))
+          and set(_schedules(spec)) <= set(_schedules(bucket)))
+
+
+def fit_row(spec: BucketSpec, row: Mapping[str, Any], bucket: BucketSpec) -> dict[str, Any]:
+  """A member's row (from `resolve`, for `spec`) padded to `bucket`'s program: absent layers get
+  width 0, dropout 0 and L2 0 (their weights stay 0 anyway); activation indices are renumbered
+  into the bucket's choices."""
+  if spec == bucket:
+    return dict(row)
+  if not fits(spec, bucket):
+    raise ValueError(f"fit_row: a {spec.name()} member does not fit bucket {bucket.name()}")
+  depth = len(_hidden(bucket))
+  pad = depth - len(_hidden(spec))
+  mine, theirs = mlp_choices(spec), mlp_choices(bucket)
+  out = dict(row)
+  out["widths"] = list(row["widths"]) + [0.0] * pad
+  out["act_index"] = [float(theirs.index(mine[int(i)])) for i in row["act_index"]] + [0.0] * pad
+  out["dropout"] = list(row["dropout"]) + [0.0] * pad
+  out["l2"] = list(row["l2"][:-1]) + [0.0] * pad + [row["l2"][-1]]
+  if not isinstance(bucket.schedule, str):
+    out["schedule_index"] = float(bucket.schedule.index(spec.schedule))
+  return out
+
+
+def split_fields(a: BucketSpec, b: BucketSpec) -> list[str]:
+  """The config fields that keep two members in separate programs, e.g. ['optimizer',
+  'batch_size'] ('shape' when only the cost model kept packable shapes apart)."""
+  ka, kb = pack_key(a) or a, pack_key(b) or b
+  out = [f.name for f in dataclasses.fields(BucketSpec)
+         if f.name != "model_kwargs" and getattr(ka, f.name) != getattr(kb, f.name)]
+  da, db = dict(ka.model_kwargs), dict(kb.model_kwargs)
+  out += sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
+  if not out and a != b:
+    out.append("model" if pack_key(a) is None else "cost")
+  return out
+
+
+def spec_to_json(spec: BucketSpec) -> dict[str, Any]:
+  return dataclasses.asdict(spec)
+
+
+def spec_from_json(obj: Mapping[str, Any]) -> BucketSpec:
+  """Inverse of `spec_to_json` after a JSON round trip (lists back to tuples)."""
+  def tup(v):
+    return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
+  return BucketSpec(**{**obj, "model_kwargs": tuple((k, tup(v)) for k, v in obj["model_kwargs"]),
+                       "schedule": tup(obj["schedule"])})

@@ -123,7 +123,8 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
   """Adds the gradient of l1*sum|w| + l2*sum w^2 (Keras' L1L2 regularizer) to the updates.
 
   Args:
-    l1, l2: penalty coefficients (traced scalars).
+    l1, l2: penalty coefficients (traced scalars); `l2` may also be a callable params -> a
+      pytree like params of per-leaf coefficients (per-layer L2).
     mask: pytree of bools like params, or a callable params -> mask; unmasked leaves untouched.
   """
 
@@ -134,8 +135,12 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
   def update_fn(updates, state, params):
     if params is None:
       raise ValueError("add_l1_l2 needs params")
-    regularized = jax.tree_util.tree_map(
-        lambda g, p: g + l1 * jnp.sign(p) + 2.0 * l2 * p, updates, params)
+    if callable(l2):
+      regularized = jax.tree_util.tree_map(
+          lambda g, p, c: g + l1 * jnp.sign(p) + 2.0 * c * p, updates, params, l2(params))
+    else:
+      regularized = jax.tree_util.tree_map(
+          lambda g, p: g + l1 * jnp.sign(p) + 2.0 * l2 * p, updates, params)
     return regularized, state
 
   transform = optax.GradientTransformation(init_fn, update_fn)
@@ -144,7 +149,8 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
 
 def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
                    schedule_per: str = "epoch", steps_per_epoch: int = 1,
-                   regularize_biases: bool = False) -> optax.GradientTransformation:
+                   regularize_biases: bool = False,
+                   l2_per_leaf: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
   """Builds the member's optax chain.
 
   Args:
@@ -152,6 +158,7 @@ def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
     hp: the member's numeric hyperparameters (see OPTIMIZER_HPARAMS and schedules.SCHEDULE_HPARAMS).
     schedule, schedule_per, steps_per_epoch: the learning-rate schedule (static kind and unit).
     regularize_biases: also apply L1/L2/weight decay to biases and norm parameters.
+    l2_per_leaf: params -> per-leaf L2 coefficients, replacing the scalar hp['l2'] (per layer).
 
   Returns:
     An optax GradientTransformation whose state shape does not depend on any value in `hp`.
@@ -160,7 +167,7 @@ def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
   mask = all_mask if regularize_biases else kernel_mask
   lr = schedules.learning_rate_fn(schedule, hp, per=schedule_per, steps_per_epoch=steps_per_epoch)
   return optax.chain(
-      add_l1_l2(hp["l1"], hp["l2"], mask),
+      add_l1_l2(hp["l1"], l2_per_leaf or hp["l2"], mask),
       optax.clip_by_global_norm(hp["clip_norm"]),
       entry.scale_by(hp, **entry.static),
       optax.add_decayed_weights(hp["weight_decay"], mask),

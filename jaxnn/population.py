@@ -122,14 +122,23 @@ def _member_key(hp: Hparams) -> jax.Array:
   return jax.random.fold_in(jax.random.key(hp["seed"]), hp["member_id"])
 
 
+# What a model reads of a member's row (widths and act_index: a packed MLP's true shape).
+MODEL_KEYS = ("dropout", "act_param", "widths", "act_index")
+
+
 def _model_hparams(hp: Hparams) -> dict[str, jax.Array]:
-  return {"dropout": hp["dropout"], "act_param": hp["act_param"]}
+  return {k: hp[k] for k in MODEL_KEYS if k in hp}
 
 
 def _optimizer(spec: BucketSpec, hp: Hparams, num_train: int) -> optax.GradientTransformation:
+  per_leaf = None
+  if jnp.ndim(hp["l2"]) == 1:   # one L2 per layer (MLP rows): the model maps layers to leaves
+    model = _model(spec)
+    per_leaf = lambda params: model.per_layer(params, hp["l2"])  # noqa: E731
   return optim.make_optimizer(
       spec.optimizer, hp, schedule=spec.schedule, schedule_per=spec.schedule_per,
-      steps_per_epoch=steps_per_epoch(spec, num_train), regularize_biases=spec.regularize_biases)
+      steps_per_epoch=steps_per_epoch(spec, num_train), regularize_biases=spec.regularize_biases,
+      l2_per_leaf=per_leaf)
 
 
 def _tree_finite(tree) -> jax.Array:

@@ -148,20 +148,26 @@ def learning_rate_fn(name: str, hp: Hparams, *, per: str, steps_per_epoch: int):
   """Returns count -> lr for an optax chain, where count is the optimizer step (0-based).
 
   Args:
-    name: schedule kind (static).
+    name: schedule kind (static), or a tuple of kinds selected per member by
+      hp['schedule_index'] (packed buckets: the kind is a scalar function of the step).
     hp: the member's hyperparameters (traced scalars; `milestones` a vector).
     per: 'epoch' (t = count // steps_per_epoch, PyTorch's usual stepping) or 'step'.
     steps_per_epoch: static number of optimizer steps in one epoch.
   """
-  schedule = SCHEDULES.get(name)
-  if name == "warmup_cosine" and per == "epoch":
-    schedule = warmup_cosine_per_epoch
+  names = (name,) if isinstance(name, str) else tuple(name)
+  fns = [SCHEDULES.get(n) for n in names]
+  fns = [warmup_cosine_per_epoch if n == "warmup_cosine" and per == "epoch" else fn
+         for n, fn in zip(names, fns)]
   if per not in SCHEDULE_UNITS:
     raise ValueError(f"schedule_per: unknown {per!r}; known: {', '.join(SCHEDULE_UNITS)}")
 
   def lr_at(count):
     count = jnp.asarray(count, jnp.float32)
     t = jnp.floor(count / steps_per_epoch) if per == "epoch" else count
-    return schedule(t, hp)
+    if len(fns) == 1:
+      return fns[0](t, hp)
+    # Several kinds in one program (a packed bucket): each member's kind picked by its index.
+    index = jnp.asarray(hp["schedule_index"], jnp.int32)
+    return jnp.select([index == i for i in range(len(fns))], [fn(t, hp) for fn in fns])
 
   return lr_at

@@ -343,7 +343,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   if cfg.dry_run:
     trials = strategy.ask()
     loop = SweepLoop(strategy, dataset, objective=cfg.objective, early_stopping=stopping,
-                     memory_budget_bytes=budget)
+                     memory_budget_bytes=budget, pack=cfg.pack)
     plan = loop.plan(trials)
     print(f"strategy {cfg.strategy}: first ask = {len(trials)} members", file=out)
     print(plan.summary(), file=out)
@@ -371,7 +371,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
       on_epoch=bar.epoch, on_checkpoint=checkpointer,
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
-      conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype)
+      conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype, pack=cfg.pack)
   plans: list[Any] = []
   loop.on_announce = lambda line: print(line, file=out)
   restored = resuming and checkpointer.restore(loop)

@@ -196,6 +196,10 @@ OPTIONS: tuple[Option, ...] = (
            "matmuls, float32 parameters and optimizer state; accelerators with bf16 units only, "
            "refused where it is slower).", search=True, choices=("float32", "bfloat16"),
            group="device"),
+    Option("pack", str, "auto", "auto | off. auto: MLP members of different depths, widths, "
+           "activations and schedule kinds share one compiled program (padded and masked) where "
+           "the backend's cost model says it pays; off: one program per distinct shape.",
+           choices=("auto", "off"), group="device"),
     Option("study_storage", str, None, "Where the Optuna study of the results goes: any "
            "SQLAlchemy URL (e.g. postgresql://... for many hosts); default "
            "sqlite:///WORKDIR/report/study.db.", group="output"),

@@ -34,6 +34,7 @@ from jaxnn.member import BucketSpec
 from sweeps.strategies.base import Trial
 
 SAFETY_MARGIN = 0.6   # use at most 60% of the budget for the estimate
+PACK_MODES = ("auto", "off")
 
 
 def slot_size(members: int, devices: int = 1) -> int:
@@ -54,8 +55,9 @@ def max_slots(capacity: int, devices: int = 1) -> int:
 @dataclasses.dataclass
 class PlannedMember:
   trial: Trial
-  spec: BucketSpec
-  row: dict[str, Any]
+  spec: BucketSpec            # the bucket's (padded) spec once planned
+  row: dict[str, Any]         # fitted to `spec` (see member.fit_row)
+  param_count: int = 0        # of the member's true shape
 
 
 @dataclasses.dataclass
@@ -67,6 +69,9 @@ class Bucket:
   param_count: int
   chunk_size: int            # members per chunk (the last may hold fewer)
   devices: int = 1
+  waste: float = 0.0         # padding waste: share of the program's FLOPs spent on masked units
+  memory_waste: float = 0.0  # the same for parameter memory
+  split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
 
   def chunks(self) -> list[list[PlannedMember]]:
     return [self.members[i:i + self.chunk_size]
@@ -102,14 +107,21 @@ class Plan:
              f"{self.compile_count()} compiled programs; data {_mib(self.data_bytes)} shared; "
              f"memory budget {_mib(self.budget_bytes)}; {self.devices} device"
              f"{'s' if self.devices > 1 else ''}"]
+    split = sorted({f for b in self.buckets for f in b.split_by})
+    if split:
+      lines.append(f"split by: {', '.join(split)}")
     for i, b in enumerate(self.buckets):
       sizes = ",".join(f"{len(c)}" if len(c) == n else f"{len(c)}->{n}"
                        for c, n in zip(b.chunks(), b.slots()))
       per_device = max(b.slots()) // b.devices
+      ids = ",".join(str(m.trial.member_id) for m in b.members)
       lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
                    f"slots | {per_device} slot{'s' if per_device > 1 else ''}/device "
                    f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
-                   f"~{_mib(b.member_bytes * max(b.slots()))}/chunk")
+                   f"~{_mib(b.member_bytes * max(b.slots()))}/chunk | padding waste "
+                   f"{100 * b.waste:.0f}% FLOPs, {100 * b.memory_waste:.0f}% memory"
+                   + (f" | split by: {', '.join(b.split_by)}" if b.split_by else ""))
+      lines.append(f"    members: {ids}")
     return "\n".join(lines)
 
   def to_json(self) -> dict[str, Any]:
@@ -120,7 +132,9 @@ class Plan:
                      "members": [m.trial.member_id for m in b.members],
                      "chunks": [[m.trial.member_id for m in c] for c in b.chunks()],
                      "slots": b.slots(),
-                     "member_bytes": b.member_bytes, "param_count": b.param_count}
+                     "member_bytes": b.member_bytes, "param_count": b.param_count,
+                     "waste": b.waste, "memory_waste": b.memory_waste,
+                     "split_by": list(b.split_by)}
                     for b in self.buckets]}
 
 
@@ -166,6 +180,13 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
   row["dropout"] = [0.0] * member_lib.models.dropout_sites(
       spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
   row["milestones"] = [0.0] * spec.num_milestones
+  if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
+    depth = len(row["dropout"])
+    row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
+    if not isinstance(spec.schedule, str):
+      row["schedule_index"] = 0.0
+  else:
+    row["l2"] = 0.0
   hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
   state = jax.eval_shape(lambda h: population.init(spec, h, data), hparams)
   params_count = int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))
@@ -192,17 +213,28 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
 
 def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[int, ...],
               input_dtype: str, num_train: int, num_val: int,
-              memory_budget_bytes: int | None = None, devices: int = 1) -> Plan:
-  """Resolves every trial's config, groups members by BucketSpec, sizes chunks and their slots
+              memory_budget_bytes: int | None = None, devices: int = 1, pack: str = "auto",
+              backend: str | None = None) -> Plan:
+  """Resolves every trial's config, groups members into buckets, sizes chunks and their slots
   (`devices`: how many devices a chunk's slots are spread over).
+
+  Args:
+    pack: 'off': one bucket per BucketSpec (members whose programs are identical). 'auto':
+      members whose programs differ only in what a packed program reads per member (MLP
+      widths, depth, activations) may share one, padded, where the cost model of `backend`
+      (default: the default device's platform) says it pays; see `cost_model`.
 
   Raises:
     member.ConfigError: the first invalid config (one line naming the field).
   """
+  if pack not in PACK_MODES:
+    raise ValueError(f"pack: got {pack!r}; allowed: {', '.join(PACK_MODES)}")
   budget = memory_budget_bytes or device_memory_bytes()
   itemsize = jnp.dtype(input_dtype).itemsize
   # The splits once, plus the padded copy of the validation split the evaluation makes.
   data_bytes = int((num_train + 2 * num_val) * np.prod(input_shape) * itemsize)
+  dtype = str(jnp.dtype(input_dtype))
+  room = max(budget * SAFETY_MARGIN - data_bytes, 0)
   groups: dict[BucketSpec, list[PlannedMember]] = {}
   for trial in trials:
     spec, row = member_lib.resolve(trial.config, num_classes=num_classes, num_train=num_train)
@@ -210,15 +242,141 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
       raise member_lib.ConfigError(
           f"batch_size: got {spec.batch_size}; allowed: at most the {num_train} training "
           "examples")
-    groups.setdefault(spec, []).append(PlannedMember(trial, spec, row))
+    _, params = estimate(spec, tuple(input_shape), num_train, dtype, num_val)
+    groups.setdefault(spec, []).append(PlannedMember(trial, spec, row, params))
+  merged = list(groups.items())
+  if pack == "auto":
+    model = cost_model(backend)
+    merged = _pack(merged, model, input_shape=tuple(input_shape), num_classes=num_classes,
+                   num_train=num_train, num_val=num_val, room=room)
   buckets = []
-  for spec, members in groups.items():
-    member_bytes, params = estimate(spec, tuple(input_shape), num_train, str(jnp.dtype(input_dtype)),
-                                    num_val)
-    room = max(budget * SAFETY_MARGIN - data_bytes, 0)
+  for spec, members in merged:
+    member_bytes, params = estimate(spec, tuple(input_shape), num_train, dtype, num_val)
+    waste, memory_waste = _waste(spec, members, input_shape, num_classes)
+    for m in members:
+      m.row = member_lib.fit_row(m.spec, m.row, spec)
+      m.spec = spec
     # The memory holds a chunk's slots, fillers included: cap members at the largest slot size
     # that fits, so a padded chunk never outgrows the budget.
     capacity = max_slots(int(room // max(member_bytes, 1)), devices)
     chunk = int(max(1, min(len(members), capacity)))
-    buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices))
+    buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices, waste=waste,
+                          memory_waste=memory_waste))
+  for b in buckets:
+    b.split_by = tuple(sorted({f for o in buckets if o is not b
+                               for f in member_lib.split_fields(b.spec, o.spec)}))
   return Plan(buckets, data_bytes, budget, devices)
+
+
+# ------------------------------------------------------------------------------ the cost model
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+  """What a program costs on one backend, in seconds (coarse; measured figures in comments).
+
+  Attributes:
+    flops_per_second: sustained training throughput of a vmapped MLP step.
+    compile_seconds: tracing + compiling one bucket's programs (init, train epoch, eval).
+    step_seconds: the least a training step costs however small (launch, loop, occupancy: a
+      step of one small member leaves an accelerator mostly idle).
+  """
+  flops_per_second: float
+  compile_seconds: float
+  step_seconds: float
+
+
+# CPU: XLA float32 matmul 150-195 GFLOP/s on this 2-core machine, a sweep about half (NOTES);
+# an MLP bucket's init + epoch + eval compile in 3-5 s when the machine is quiet.
+# GPU/TPU: small MLP steps are launch-bound; compiles take a few seconds.
+COST_MODELS = {
+    "cpu": CostModel(flops_per_second=8e10, compile_seconds=4.0, step_seconds=2e-5),
+    "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4),
+    "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4),
+}
+
+
+def cost_model(backend: str | None = None) -> CostModel:
+  """The cost model of `backend` ('cpu', 'gpu', 'tpu'; default: the default device's)."""
+  backend = backend or jax.default_backend()
+  return COST_MODELS.get(backend, COST_MODELS["gpu" if backend in ("cuda", "rocm") else "cpu"])
+
+
+def _mlp_shape(spec: BucketSpec) -> tuple[tuple[int, ...], int]:
+  kwargs = dict(spec.model_kwargs)
+  widths = tuple(kwargs["widths"])
+  return widths, kwargs.get("head_width") or (widths[-1] if widths else 0)
+
+
+def _macs(widths, head, fan_in, num_classes) -> int:
+  """Multiply-adds of one example's forward pass through an MLP of this (padded) shape."""
+  sizes = (fan_in,) + tuple(widths)
+  return sum(a * b for a, b in zip(sizes, sizes[1:])) + (head or fan_in) * num_classes
+
+
+def _waste(spec, members, input_shape, num_classes) -> tuple[float, float]:
+  """(FLOPs, memory) shares of a packed bucket spent on padding."""
+  if member_lib.pack_key(spec) is None or len({m.spec for m in members}) == 1:
+    return 0.0, 0.0
+  fan_in = int(np.prod(input_shape))
+  full = _macs(*_mlp_shape(spec), fan_in, num_classes)
+  true = [_macs(*_mlp_shape(m.spec), fan_in, num_classes) for m in members]
+  params = max(sum(m.param_count for m in members), 1)
+  padded = estimate_params(spec, fan_in, num_classes) * len(members)
+  return 1.0 - sum(true) / (full * len(members)), max(0.0, 1.0 - params / padded)
+
+
+def estimate_params(spec, fan_in, num_classes) -> int:
+  widths, head = _mlp_shape(spec)
+  bias = 0 if dict(spec.model_kwargs).get("batchnorm") else 1
+  sizes = (fan_in,) + tuple(widths)
+  return (sum(a * b + (bias + 2 * (1 - bias)) * b for a, b in zip(sizes, sizes[1:]))
+          + (head or fan_in) * num_classes + num_classes)
+
+
+def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_val, room):
+  """Greedy agglomeration: repeatedly merges the two buckets (same pack key) whose merge saves
+  the most estimated seconds (a compile saved, minus the padded FLOPs every member then does),
+  as long as the merged bucket fits in memory as one chunk."""
+  fan_in = int(np.prod(input_shape))
+  out = [(spec, members) for spec, members in groups if member_lib.pack_key(spec) is None]
+  by_key: dict[BucketSpec, list] = {}
+  for spec, members in groups:
+    key = member_lib.pack_key(spec)
+    if key is not None:
+      by_key.setdefault(key, []).append((spec, list(members)))
+
+  def seconds(spec, members):
+    widths, head = _mlp_shape(spec)
+    macs = _macs(widths, head, fan_in, num_classes)
+    epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
+    steps = max(num_train // min(spec.batch_size, num_train), 1) * epochs
+    train = 6.0 * macs * min(spec.batch_size, num_train) * len(members) / model.flops_per_second
+    evaluate = 2.0 * macs * num_val * len(members) * epochs / model.flops_per_second
+    return model.compile_seconds + steps * max(train, model.step_seconds) + evaluate
+
+  def member_bytes(spec):
+    widths, _ = _mlp_shape(spec)
+    params = estimate_params(spec, fan_in, num_classes)
+    return 4 * (8 * params + 3 * min(spec.batch_size, num_train) * (fan_in + sum(widths)))
+
+  for clusters in by_key.values():
+    costs = [seconds(s, m) for s, m in clusters]
+    while len(clusters) > 1:
+      best = None
+      for i in range(len(clusters)):
+        for j in range(i + 1, len(clusters)):
+          spec = member_lib.merge_specs([clusters[i][0], clusters[j][0]])
+          members = clusters[i][1] + clusters[j][1]
+          if member_bytes(spec) * len(members) > room:
+            continue
+          cost = seconds(spec, members)
+          gain = costs[i] + costs[j] - cost
+          if gain > 0 and (best is None or gain > best[0]):
+            best = (gain, i, j, spec, members, cost)
+      if best is None:
+        break
+      _, i, j, spec, members, cost = best
+      clusters[i], costs[i] = (spec, members), cost
+      del clusters[j], costs[j]
+    out.extend(clusters)
+  return sorted(out, key=lambda c: min(m.trial.member_id for m in c[1]))

@@ -182,7 +182,8 @@ class SweepLoop:
                on_epoch: Callable[["SweepLoop", Chunk], None] | None = None,
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
-               on_plan: Callable[[plan_lib.Plan], None] | None = None, dtype: str = "float32"):
+               on_plan: Callable[[plan_lib.Plan], None] | None = None, dtype: str = "float32",
+               pack: str = "auto"):
     self.strategy = strategy
     self.dtype = dtype   # compute dtype of every bucket (population.with_dtype)
     self.dataset = dataset
@@ -206,6 +207,7 @@ class SweepLoop:
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
     self.simulate_device_bytes = simulate_device_bytes
     self.conv_vectorize = conv_vectorize
+    self.pack = pack   # 'auto' | 'off': may members of different MLP shapes share a program
     self.restored_plans: list[dict[str, Any]] = []
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
@@ -313,7 +315,7 @@ class SweepLoop:
     plan = plan_lib.make_plan(
         trials, num_classes=self.dataset.num_classes, input_shape=tuple(x.shape[1:]),
         input_dtype=str(x.dtype), num_train=x.shape[0], num_val=self.dataset.val.x.shape[0],
-        memory_budget_bytes=self.memory_budget_bytes, devices=self.devices)
+        memory_budget_bytes=self.memory_budget_bytes, devices=self.devices, pack=self.pack)
     plan.new_programs = self._new_programs(
         [(b.spec, n, None) for b in plan.buckets for n in b.slots()])
     return plan
@@ -328,7 +330,7 @@ class SweepLoop:
         rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
-              m.trial, population.with_dtype(m.spec, self.dtype), m.row, bucket.param_count,
+              m.trial, population.with_dtype(m.spec, self.dtype), m.row, m.param_count,
               target=m.trial.epochs)
         self.chunks.extend(self._init_chunks(population.with_dtype(bucket.spec, self.dtype), ids,
                                              rows, bucket.member_bytes, slots))
@@ -454,7 +456,7 @@ class SweepLoop:
       gone = [r for r in runs if r.status == "stopped"
               or (r.status == "diverged" and not self._may_revive())]
       if gone:
-        self._retire(gone)
+        self._retire(gone, why="early-stopping compaction")
         if not chunk.ids:
           self.checkpoint()
           return
@@ -577,9 +579,10 @@ class SweepLoop:
     spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
                                    num_train=self.dataset.train.x.shape[0])
     spec = population.with_dtype(spec, self.dtype)
-    if spec != child_chunk.spec or spec != parent_chunk.spec:
+    if (not member_lib.fits(spec, child_chunk.spec) or child_chunk.spec != parent_chunk.spec):
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
+    row = member_lib.fit_row(spec, row, child_chunk.spec)   # packed buckets: padded row
     keep = {"member_id", "seed"}
     row = {**row, "seed": child.row["seed"]}
     state = child_chunk.state
@@ -656,7 +659,7 @@ class SweepLoop:
       if member_id not in top:
         del self._kept[member_id]
 
-  def _retire(self, finished: Sequence[MemberRun]) -> None:
+  def _retire(self, finished: Sequence[MemberRun], why: str = "compaction") -> None:
     """The one retire path (early stopped, diverged, complete, pruned): the members are
     recorded, told to the strategy, their final state kept when asked (`keep_final`), and
     dropped from their chunks at once (a gather, in place), so they stop costing compute."""
@@ -682,7 +685,7 @@ class SweepLoop:
         # Gathered into the smallest slot size that holds the rest (the same program when it
         # does not shrink; the freed slots become inactive fillers).
         smaller = _gather(chunk, keep, self.slot_size(len(keep)))
-        self._announce([smaller], "compaction")
+        self._announce([smaller], why)
         chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
         chunk.slots = smaller.slots
       elif not keep:
@@ -928,14 +931,18 @@ def _chunk_slots(meta: Mapping[str, Any]) -> list[int]:
 def _member_meta(run: MemberRun) -> dict[str, Any]:
   meta = {k: getattr(run, k) for k in _MEMBER_FIELDS}
   meta["trial"] = dataclasses.asdict(run.trial)
+  meta["spec"] = member_lib.spec_to_json(run.spec)   # the bucket's (packed) spec
   return meta
 
 
 def _member_from_meta(meta: Mapping[str, Any], dataset, dtype: str = "float32") -> MemberRun:
   trial = Trial(**meta["trial"])
-  spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
-                               num_train=dataset.train.x.shape[0])
-  spec = population.with_dtype(spec, dtype)
+  if "spec" in meta:
+    spec = member_lib.spec_from_json(meta["spec"])
+  else:   # a checkpoint written before packing: the member's own spec
+    spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
+                                 num_train=dataset.train.x.shape[0])
+    spec = population.with_dtype(spec, dtype)
   return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
 
 

@@ -4,7 +4,6 @@ the chunk and retry, and malformed input is refused with one line, never a trace
 import os
 
 import numpy as np
-import pytest
 from absl import flags
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

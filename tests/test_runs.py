@@ -2,7 +2,6 @@
 running (a live process named in running.json) or interrupted (a dead one, or unfinished
 members and no process)."""
 
-import json
 import os
 import subprocess
 import sys

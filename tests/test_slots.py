@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from sweeps import checkpoint, cli, plan as plan_lib, records
 

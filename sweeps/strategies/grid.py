@@ -7,7 +7,7 @@ and repeats-with-statistics is what the ablation strategy is for.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from sweeps import space as space_lib
 from sweeps.strategies import common

@@ -7,7 +7,7 @@ at once lets the planner pack the ones that share a program.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

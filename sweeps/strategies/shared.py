@@ -39,6 +39,7 @@ from typing import Any, Iterator, Mapping
 import optuna
 
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import OBJECTIVES, Report, Settings, Strategy, Trial
 
@@ -261,7 +262,7 @@ class SharedStudyStrategy(Strategy):
     try:
       if report.status == "pruned":
         self.study.tell(optuna_trial, state=states.PRUNED)
-      elif report.status in common.FAILED or not math.isfinite(best):
+      elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
         self.study.tell(optuna_trial, state=states.FAIL)
       else:
         self.study.tell(optuna_trial, common.oriented(best, objective))

@@ -28,7 +28,6 @@ it only by improving, and then it is copied. The best one is what a sweep export
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,98 +37,19 @@ import numpy as np
 
 from jaxnn import member as member_lib
 from jaxnn import population
+from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
 from launch import multihost
+from sweeps import members as members_lib
 from sweeps import plan as plan_lib
+from sweeps import programs as programs_lib
 from sweeps import vocab
+from sweeps.members import EarlyStopping, MemberRun
 from sweeps.records import Record
 from sweeps.strategies import base
-from sweeps.strategies.base import Exploit, Extend, Report, Stop, Trial
+from sweeps.strategies.base import Exploit, Extend, Stop, Trial
 
 METRICS = vocab.METRICS
-
-# The jit caches are process-wide, so what is compiled is too: program key -> what was traced for
-# it ({"traced": vectorize modes run on the full data, "choice"/"seconds": the conv probe's}).
-# The loop predicts a plan's compiles from it; keys: see SweepLoop._program_key.
-PROGRAMS: dict[tuple, dict[str, Any]] = {}
-PROBED: set[tuple] = set()   # probe programs traced (spec, slots, devices, probe data shapes)
-
-# The durations jax reports for tracing, lowering and backend compilation, summed.
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-_COMPILE_SECONDS = [0.0]
-_LISTENING = []
-
-
-def compile_seconds() -> float:
-  """Seconds this process has spent tracing and compiling (jax's own monitoring events)."""
-  if not _LISTENING:
-    def listener(event, duration, **kwargs):
-      del kwargs
-      if event in _COMPILE_EVENTS:
-        _COMPILE_SECONDS[0] += duration
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    _LISTENING.append(listener)
-  return _COMPILE_SECONDS[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class EarlyStopping:
-  """Per-member early stopping on a validation metric (patience 0: off)."""
-  patience: int = 0
-  min_delta: float = 0.0
-  monitor: str = "val_loss"
-
-
-@dataclasses.dataclass
-class MemberRun:
-  """Host-side bookkeeping of one member: what becomes its record."""
-  trial: Trial
-  spec: member_lib.BucketSpec
-  row: dict[str, Any]
-  param_count: int
-  history: dict[str, list[float | None]] = dataclasses.field(
-      default_factory=lambda: {m: [] for m in METRICS})
-  status: str = "running"
-  target: int = 0
-  wall_time: float = 0.0
-  events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-  since_best: int = 0
-  best_monitor: float | None = None
-  reason: str | None = None
-  test: dict[str, float] | None = None
-
-  @property
-  def epochs_run(self) -> int:
-    return len(self.history["val_acc"])
-
-  def report(self) -> Report:
-    return Report(self.trial.member_id, self.trial.config, self.epochs_run, self.history,
-                  self.status)
-
-  def record(self, objective: str) -> Record:
-    best = _best_epoch(self.history, objective)
-    return Record(
-        member_id=self.trial.member_id, bucket=self.spec.name(), params=dict(self.trial.config),
-        history={k: list(v) for k, v in self.history.items()}, epochs_run=self.epochs_run,
-        best_epoch=best, status=self.status, wall_time=self.wall_time,
-        param_count=self.param_count, test=self.test, events=list(self.events),
-        seed=int(self.row["seed"]), group=self.trial.group, reason=self.reason)
-
-
-def _finite(x) -> float | None:
-  x = float(x)
-  return x if math.isfinite(x) else None
-
-
-def _best_epoch(history, objective) -> int | None:
-  """The first epoch with the best value (ties keep the earlier epoch: the one whose weights
-  were kept, since weights are copied on strict improvement only)."""
-  values = [(vocab.oriented(v, objective), -i) for i, v in enumerate(history[objective])
-            if v is not None]
-  return -max(values)[1] if values else None
-
 
 @dataclasses.dataclass
 class Chunk:
@@ -149,27 +69,11 @@ class Chunk:
     return self.ids.index(member_id)
 
 
-def _take(tree, indices):
-  idx = jnp.asarray(indices, jnp.int32)
-  return jax.tree_util.tree_map(lambda x: x[idx], tree)
-
-
-def _padded(items: Sequence[Any], slots: int) -> list[Any]:
-  """`items` then copies of its first until `slots` long: the filler slots."""
-  return list(items) + [items[0]] * (slots - len(items))
-
-
-def _without_fillers(state: population.MemberState, members: int) -> population.MemberState:
-  """Slots from `members` on never update (and were never told anything)."""
-  return state.replace(active=state.active & (jnp.arange(state.active.shape[0]) < members))
-
-
 def _gather(chunk: "Chunk", positions: Sequence[int], slots: int) -> "Chunk":
   """A new chunk of the members at `positions`, padded with fillers to `slots`."""
-  idx = _padded(list(positions), slots)
-  return Chunk(chunk.spec, [chunk.ids[i] for i in positions], _take(chunk.hparams, idx),
-               _without_fillers(_take(chunk.state, idx), len(positions)), chunk.member_bytes,
-               chunk.vectorize, slots)
+  hparams, state = slots_lib.gather(chunk.hparams, chunk.state, positions, slots)
+  return Chunk(chunk.spec, [chunk.ids[i] for i in positions], hparams, state,
+               chunk.member_bytes, chunk.vectorize, slots)
 
 
 class SweepLoop:
@@ -221,23 +125,13 @@ class SweepLoop:
     self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
     self._final: dict[int, Any] = {}
     self.on_announce: Callable[[str], None] = lambda line: None   # compiles not in a plan
-    self.programs_announced = 0
-    self._pending = {"traced": {}, "choice": {}, "probed": set()}   # announced, not yet traced
+    self.programs = programs_lib.Programs(self.data, self.devices, self._mode)
     self.seconds = {"checkpoint": 0.0}
 
   def slot_size(self, members: int) -> int:
     return plan_lib.slot_size(members, self.devices)
 
   # ------------------------------------------------------------- programs: predicted, counted
-
-  def _program_key(self, spec, slots: int) -> tuple:
-    data = tuple((tuple(x.shape), str(x.dtype)) for x in self.data)
-    return (spec, slots, self.devices, data)
-
-  def _probe_key(self, spec, slots: int) -> tuple:
-    n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * spec.batch_size)
-    return (spec, slots, self.devices, n, min(self.data.val_x.shape[0], spec.batch_size),
-            self.data.train_x.shape[1:], str(self.data.train_x.dtype))
 
   def _mode(self, spec, slots: int) -> str:
     """How a chunk of `slots` runs: 'vmap', 'map', or 'auto' (probed; conv buckets only)."""
@@ -250,63 +144,19 @@ class SweepLoop:
       return "auto" if convolutional else "vmap"
     return self.conv_vectorize
 
-  def _new_programs(self, shapes: Sequence[tuple[Any, int, str | None]]) -> int:
-    """How many train programs running chunks of these (spec, slots, vectorize or None) will
-    trace, given what this process has traced or already announced: one per new (program,
-    vectorization), plus the two probe programs of an 'auto' conv bucket whose choice is not
-    made yet. What it counts is announced: counted once."""
-    pending = self._pending
-    count = 0
-    for spec, slots, vectorize in shapes:
-      key = self._program_key(spec, slots)
-      known = PROGRAMS.get(key, {})
-      mode = vectorize or self._mode(spec, slots)
-      if mode == "auto":
-        choice = known.get("choice") or pending["choice"].get(key)
-        if choice is None:
-          probe = self._probe_key(spec, slots)
-          if probe not in PROBED and probe not in pending["probed"]:
-            count += 2
-            pending["probed"].add(probe)
-          choice = pending["choice"][key] = "?"
-        mode = choice
-      if mode == "map" and population.default_block(spec) is not None:
-        # Blocked 'map' issues each member alone: one program whatever the chunk's size.
-        key = self._program_key(spec, 1)
-        known = PROGRAMS.get(key, {})
-      traced = pending["traced"].setdefault(key, set())
-      if mode not in traced and mode not in known.get("traced", ()):
-        traced.add(mode)
-        count += 1
-    return count
+  @property
+  def programs_announced(self) -> int:
+    return self.programs.announced
 
   def _announce(self, chunks: Sequence["Chunk"], why: str) -> None:
     """Announces the compiles a change of chunk sizes (compaction, split, resume) will cause."""
-    count = self._new_programs([(c.spec, c.slots, c.vectorize) for c in chunks])
-    if count:
-      self.programs_announced += count
-      sizes = ", ".join(f"{len(c.ids)}->{c.slots}" for c in chunks)
-      self.on_announce(f"{why}: chunks [{sizes}] slots, {count} new compiled "
-                       f"program{'s' if count > 1 else ''}")
+    line = self.programs.announce(chunks, why)
+    if line:
+      self.on_announce(line)
 
   def summary(self) -> dict[str, Any]:
     """What this process did, counted (not estimated): members, programs traced, seconds."""
-    counted = getattr(self, "_counted", None)
-    traces = dict(population.TRACE_COUNTS)
-    compile_now = compile_seconds()
-    wall = time.perf_counter() - counted["start"] if counted else 0.0
-    compiled = {k: traces.get(k, 0) - (counted["traces"].get(k, 0) if counted else 0)
-                for k in ("init", "train_epoch", "finish_epoch", "evaluate")}
-    compile_s = compile_now - (counted["compile"] if counted else compile_now)
-    # An epoch program is one train_epoch, or (CPU convolutions, in blocks) the blocks that end
-    # in one finish_epoch: each epoch procedure compiled counts once.
-    return {"members": len(self.members),
-            "programs_compiled": compiled["train_epoch"] + compiled["finish_epoch"],
-            "programs_announced": self.programs_announced, "traces": compiled,
-            "compile_seconds": round(compile_s, 3),
-            "checkpoint_seconds": round(self.seconds["checkpoint"], 3),
-            "train_seconds": round(max(wall - compile_s - self.seconds["checkpoint"], 0.0), 3),
-            "wall_seconds": round(wall, 3), "devices": self.devices}
+    return self.programs.summary(len(self.members), self.seconds["checkpoint"])
 
   # ------------------------------------------------------------------ planning and starting
 
@@ -316,14 +166,14 @@ class SweepLoop:
         trials, num_classes=self.dataset.num_classes, input_shape=tuple(x.shape[1:]),
         input_dtype=str(x.dtype), num_train=x.shape[0], num_val=self.dataset.val.x.shape[0],
         memory_budget_bytes=self.memory_budget_bytes, devices=self.devices, pack=self.pack)
-    plan.new_programs = self._new_programs(
+    plan.new_programs = self.programs.new(
         [(b.spec, n, None) for b in plan.buckets for n in b.slots()])
     return plan
 
   def start(self, trials: Sequence[Trial]) -> None:
     plan = self.plan(trials)
     self.plans.append(plan)
-    self.programs_announced += plan.compile_count()
+    self.programs.announced += plan.compile_count()
     for bucket in plan.buckets:
       for chunk_members, slots in zip(bucket.chunks(), bucket.slots()):
         ids = [m.trial.member_id for m in chunk_members]
@@ -343,8 +193,8 @@ class SweepLoop:
     try:
       self._check_memory(member_bytes * slots)
       hparams = jax.tree_util.tree_map(
-          jnp.asarray, population.stack_rows(_padded(rows, slots), _padded(ids, slots)))
-      state = _without_fillers(population.init(spec, hparams, self.data), len(ids))
+          jnp.asarray, population.stack_rows(slots_lib.padded(rows, slots), slots_lib.padded(ids, slots)))
+      state = slots_lib.without_fillers(population.init(spec, hparams, self.data), len(ids))
       return [Chunk(spec, ids, hparams, state, member_bytes, slots=slots)]
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
       if not is_out_of_memory(e):
@@ -450,7 +300,7 @@ class SweepLoop:
       for i, run in enumerate(runs):
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
-      self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and _improved(
+      self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and members_lib.improved(
           run, self.objective)])
       self.on_epoch(self, chunk)
       gone = [r for r in runs if r.status == "stopped"
@@ -463,7 +313,7 @@ class SweepLoop:
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
 
-  PROBE_BATCHES = 8
+  PROBE_BATCHES = programs_lib.PROBE_BATCHES
 
   def _choose_vectorize(self, chunk: Chunk) -> None:
     """Picks vmap or lax.map for a chunk, once per program. vmap makes convolutions grouped
@@ -471,14 +321,10 @@ class SweepLoop:
     convolutional buckets ('auto') both are timed on a probe epoch of a few batches (on a copy
     of the state, after a warm-up call that compiles) and the faster is kept and recorded as an
     event; later chunks of the same program (same slot size) take the same choice."""
-    key = self._program_key(chunk.spec, chunk.slots)
-    entry = PROGRAMS.setdefault(key, {"traced": set(), "choice": None, "seconds": None})
+    entry = self.programs.entry(chunk.spec, chunk.slots)
     if chunk.vectorize is None:
       self._pick_vectorize(chunk, entry)
-    entry["traced"].add(chunk.vectorize)
-    if chunk.vectorize == "map" and population.default_block(chunk.spec) is not None:
-      PROGRAMS.setdefault(self._program_key(chunk.spec, 1),
-                          {"traced": set(), "choice": None, "seconds": None})["traced"].add("map")
+    self.programs.traced(chunk.spec, chunk.slots, chunk.vectorize)
 
   def _pick_vectorize(self, chunk: Chunk, entry: dict[str, Any]) -> None:
     mode = self._mode(chunk.spec, chunk.slots)
@@ -505,7 +351,7 @@ class SweepLoop:
           seconds[vectorize] = round(time.perf_counter() - start, 4)
     chunk.vectorize = min(seconds, key=seconds.get)
     entry["choice"], entry["seconds"] = chunk.vectorize, seconds
-    PROBED.add(self._probe_key(chunk.spec, chunk.slots))
+    self.programs.probed(chunk.spec, chunk.slots)
     self._note_vectorize(chunk, seconds)
 
   def _note_vectorize(self, chunk: Chunk, seconds: Mapping[str, float]) -> None:
@@ -527,22 +373,16 @@ class SweepLoop:
       run.events.append({"epoch": run.epochs_run, "kind": "diverged"})
       return
     for metric in METRICS:
-      run.history[metric].append(_finite(values[metric]))
+      run.history[metric].append(members_lib.finite(values[metric]))
     self._early_stop(run)
 
   def _early_stop(self, run: MemberRun) -> None:
     rule = self.early_stopping
     if rule.patience <= 0:
       return
-    value = run.history[rule.monitor][-1]
-    if value is None:
-      return
-    if (run.best_monitor is None
-        or vocab.oriented(value - run.best_monitor, rule.monitor) > rule.min_delta):
-      run.best_monitor, run.since_best = value, 0
-      return
-    run.since_best += 1
-    if run.since_best >= rule.patience:
+    stop, run.best_monitor, run.since_best = members_lib.early_stop(
+        run.history[rule.monitor][-1], run.best_monitor, run.since_best, rule)
+    if stop:
       run.status = "stopped"
       run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
       run.events.append({"epoch": run.epochs_run - 1, "kind": "stopped"})
@@ -596,9 +436,10 @@ class SweepLoop:
       state = state.replace(active=state.active.at[ci].set(True),
                             diverged=state.diverged.at[ci].set(False))
     child_chunk.state = state.replace(
-        params=_copy_slot(state.params, ci, parent_chunk.state.params, pi),
-        batch_stats=_copy_slot(state.batch_stats, ci, parent_chunk.state.batch_stats, pi),
-        opt_state=_copy_slot(state.opt_state, ci, parent_chunk.state.opt_state, pi),
+        params=slots_lib.copy_slot(state.params, ci, parent_chunk.state.params, pi),
+        batch_stats=slots_lib.copy_slot(state.batch_stats, ci, parent_chunk.state.batch_stats,
+                                        pi),
+        opt_state=slots_lib.copy_slot(state.opt_state, ci, parent_chunk.state.opt_state, pi),
         step=state.step.at[ci].set(parent_chunk.state.step[pi]))
     new_row = population.stack_rows([row], [action.member_id])
     child_chunk.hparams = {
@@ -629,13 +470,7 @@ class SweepLoop:
     """Members (finished or live, not failed) whose best objective so far ranks in the top K,
     K = max(test_top, 1): the only ones whose best-epoch weights can still be needed. Best
     values only improve, so a member that falls out can come back only by improving."""
-    scored = []
-    for member_id, run in self.members.items():
-      best = _best_epoch(run.history, self.objective)
-      if run.status not in vocab.FAILED_STATUSES and best is not None:
-        scored.append((-vocab.oriented(run.history[self.objective][best], self.objective),
-                       member_id))
-    return {member_id for _, member_id in sorted(scored)[:max(self.test_top, 1)]}
+    return members_lib.top_ids(self.members, self.objective, max(self.test_top, 1))
 
   def _keep_best(self, chunk: Chunk, improved: Sequence[int]) -> None:
     """Copies to the host the weights of the chunk positions `improved` (whose objective just
@@ -646,8 +481,8 @@ class SweepLoop:
     take = [i for i in improved if chunk.ids[i] in top]
     if take:
       # Every process takes part when the chunk spans several (a gather), and gets the copy.
-      params, stats = multihost.to_host((_take(chunk.state.params, take),
-                                         _take(chunk.state.batch_stats, take)))
+      params, stats = multihost.to_host((slots_lib.take(chunk.state.params, take),
+                                         slots_lib.take(chunk.state.batch_stats, take)))
       for j, i in enumerate(take):
         self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
       self.best_copies += len(take)
@@ -672,7 +507,7 @@ class SweepLoop:
         take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
                 and m in finished_ids]
         if take:
-          host = multihost.to_host(_take(chunk.state, take))   # (a gather across processes)
+          host = multihost.to_host(slots_lib.take(chunk.state, take))   # (a gather across processes)
           for j, i in enumerate(take):
             self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
@@ -701,13 +536,7 @@ class SweepLoop:
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
-    scored = []
-    for run in self.members.values():
-      values = [v for v in run.history[self.objective] if v is not None]
-      if run.status in vocab.RANKED_STATUSES and values:
-        best = vocab.best(values, self.objective)
-        scored.append((-vocab.oriented(best, self.objective), run.trial.member_id, run))
-    return [run for *_, run in sorted(scored, key=lambda t: t[:2])]
+    return members_lib.ranking(self.members, self.objective)
 
   # ----------------------------------------------------------------------- checkpointing
 
@@ -715,7 +544,7 @@ class SweepLoop:
     """(JSON-able bookkeeping, pytree of arrays): everything needed to continue exactly."""
     meta = {
         "phase": self.phase, "sync_at": self.sync_at, "strategy": self.strategy.state_dict(),
-        "members": [_member_meta(self.members[i]) for i in sorted(self.members)],
+        "members": [members_lib.member_meta(self.members[i]) for i in sorted(self.members)],
         "chunks": [c.ids for c in self.chunks], "kept": sorted(self._kept),
         "chunk_bytes": [c.member_bytes for c in self.chunks],
         "chunk_vectorize": [c.vectorize for c in self.chunks],
@@ -731,13 +560,13 @@ class SweepLoop:
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
-    members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset, self.dtype)
+    members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset, self.dtype)
                for m in meta["members"]}
 
     def abstract(ids, slots):
       spec = members[ids[0]].spec
       hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(
-          _padded([members[i].row for i in ids], slots), _padded(ids, slots)))
+          slots_lib.padded([members[i].row for i in ids], slots), slots_lib.padded(ids, slots)))
       state = jax.eval_shape(lambda h: population.init(spec, h, self.data), hparams)
       return jax.eval_shape(lambda h: h, hparams), state
 
@@ -772,7 +601,7 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
     self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: _member_from_meta(m, self.dataset, self.dtype)
+    self.members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset, self.dtype)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
                          int(nbytes), vectorize, slots)
@@ -838,9 +667,7 @@ class SweepLoop:
     resumes to the same result: phase 'ask' (between phases), 'train' (chunks advancing to
     `sync_at`), 'done'.
     """
-    if getattr(self, "_counted", None) is None:
-      self._counted = {"start": time.perf_counter(), "compile": compile_seconds(),
-                       "traces": dict(population.TRACE_COUNTS)}
+    self.programs.start()
     while self.phase != "done":
       if self.phase == "ask":
         trials = self.strategy.ask()
@@ -908,48 +735,17 @@ class SweepLoop:
         continue
       params, batch_stats = self._kept[member_id]
       hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
-      state = population.MemberState(
-          params=params, batch_stats=batch_stats, opt_state=None, step=jnp.zeros(1, jnp.int32),
-          epoch=jnp.zeros(1, jnp.int32), active=jnp.zeros(1, bool), diverged=jnp.zeros(1, bool))
-      loss, acc = jax.device_get(population.evaluate(
-          run.spec, state, hparams, jnp.asarray(test.x), jnp.asarray(test.y, jnp.int32),
-          self.data.mean, self.data.std))
-      run.test = {"loss": _finite(loss[0]), "acc": _finite(acc[0])}
+      loss, acc = jax.device_get(slots_lib.evaluate_weights(
+          run.spec, params, batch_stats, hparams, jnp.asarray(test.x),
+          jnp.asarray(test.y, jnp.int32), self.data.mean, self.data.std))
+      run.test = {"loss": members_lib.finite(loss[0]), "acc": members_lib.finite(acc[0])}
       records.append(run.record(self.objective))
     self.on_record(records)
-
-
-_MEMBER_FIELDS = ("row", "param_count", "history", "status", "target", "wall_time", "events",
-                  "since_best", "best_monitor", "reason", "test")
 
 
 def _chunk_slots(meta: Mapping[str, Any]) -> list[int]:
   """Each checkpointed chunk's slot size (checkpoints from before slots: its member count)."""
   return list(meta.get("chunk_slots") or [len(ids) for ids in meta["chunks"]])
-
-
-def _member_meta(run: MemberRun) -> dict[str, Any]:
-  meta = {k: getattr(run, k) for k in _MEMBER_FIELDS}
-  meta["trial"] = dataclasses.asdict(run.trial)
-  meta["spec"] = member_lib.spec_to_json(run.spec)   # the bucket's (packed) spec
-  return meta
-
-
-def _member_from_meta(meta: Mapping[str, Any], dataset, dtype: str = "float32") -> MemberRun:
-  trial = Trial(**meta["trial"])
-  if "spec" in meta:
-    spec = member_lib.spec_from_json(meta["spec"])
-  else:   # a checkpoint written before packing: the member's own spec
-    spec, _ = member_lib.resolve(trial.config, num_classes=dataset.num_classes,
-                                 num_train=dataset.train.x.shape[0])
-    spec = population.with_dtype(spec, dtype)
-  return MemberRun(trial=trial, spec=spec, **{k: meta[k] for k in _MEMBER_FIELDS})
-
-
-def _improved(run: MemberRun, objective: str) -> bool:
-  """Whether the epoch just recorded is the member's (first) best so far."""
-  return (run.status not in ("diverged", "failed") and run.epochs_run > 0
-          and _best_epoch(run.history, objective) == run.epochs_run - 1)
 
 
 class SimulatedOutOfMemory(MemoryError):
@@ -980,6 +776,3 @@ def _first_line(error: BaseException) -> str:
 class Interrupted(Exception):
   """The loop stopped at an epoch boundary on request (SIGTERM/SIGINT) after checkpointing."""
 
-
-def _copy_slot(dst_tree, di, src_tree, si):
-  return jax.tree_util.tree_map(lambda d, s: d.at[di].set(s[si]), dst_tree, src_tree)

@@ -193,7 +193,8 @@ class SweepLoop:
     try:
       self._check_memory(member_bytes * slots)
       hparams = jax.tree_util.tree_map(
-          jnp.asarray, population.stack_rows(slots_lib.padded(rows, slots), slots_lib.padded(ids, slots)))
+          jnp.asarray, population.stack_rows(slots_lib.padded(rows, slots),
+                                             slots_lib.padded(ids, slots)))
       state = slots_lib.without_fillers(population.init(spec, hparams, self.data), len(ids))
       return [Chunk(spec, ids, hparams, state, member_bytes, slots=slots)]
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
@@ -300,8 +301,8 @@ class SweepLoop:
       for i, run in enumerate(runs):
         if wants[i]:
           self._after_epoch(run, {k: host[k][i] for k in host}, share)
-      self._keep_best(chunk, [i for i, run in enumerate(runs) if wants[i] and members_lib.improved(
-          run, self.objective)])
+      self._keep_best(chunk, [i for i, run in enumerate(runs)
+                              if wants[i] and members_lib.improved(run, self.objective)])
       self.on_epoch(self, chunk)
       gone = [r for r in runs if r.status == "stopped"
               or (r.status == "diverged" and not self._may_revive())]
@@ -507,7 +508,8 @@ class SweepLoop:
         take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
                 and m in finished_ids]
         if take:
-          host = multihost.to_host(slots_lib.take(chunk.state, take))   # (a gather across processes)
+          # (a gather across processes)
+          host = multihost.to_host(slots_lib.take(chunk.state, take))
           for j, i in enumerate(take):
             self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
     records = [r.record(self.objective) for r in finished]
@@ -601,7 +603,8 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     self.phase, self.sync_at = meta["phase"], meta["sync_at"]
     self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset, self.dtype)
+    self.members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset,
+                                                                         self.dtype)
                     for m in meta["members"]}
     self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
                          int(nbytes), vectorize, slots)

@@ -23,6 +23,11 @@ validation objective, with each member's weights from its BEST epoch (the epoch 
 Those weights are copied to the host during training, but only when a member's objective improves
 while it ranks in the current top K (K = max(test_top, 1)): a member outside the top K can enter
 it only by improving, and then it is copied. The best one is what a sweep exports.
+
+This module only schedules. How a population is reshaped (take, pad with fillers, gather, copy a
+slot, evaluate given weights) is `jaxnn/slots.py`; what is kept of each member (histories,
+early stopping, ranking, its checkpoint form) is `sweeps/members.py`; which programs are
+announced and how many were compiled is `sweeps/programs.py`.
 """
 
 from __future__ import annotations

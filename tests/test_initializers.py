@@ -175,10 +175,10 @@ def test_rescale_real_model_leaves_batchnorm_and_zero_biases():
   variables = jax.jit(lambda k: model.init({"params": k}, jnp.zeros((2, 3))))(_key())
   scaled = initializers.rescale(variables, 0.3, 7.0)  # the whole variables dict is fine too
   params = scaled["params"]
-  np.testing.assert_allclose(params["Dense_0"]["kernel"], np.full((3, 4), 0.3), rtol=1e-7)
-  np.testing.assert_allclose(params["Dense_1"]["kernel"], np.full((4, 10), 0.3), rtol=1e-7)
-  np.testing.assert_array_equal(params["Dense_1"]["bias"], np.zeros(10))  # zeros stay zeros
-  assert "bias" not in params["Dense_0"]  # the Dense before BatchNorm has none
-  np.testing.assert_array_equal(params["BatchNorm_0"]["scale"], np.ones(4))
-  np.testing.assert_array_equal(params["BatchNorm_0"]["bias"], np.zeros(4))
-  np.testing.assert_array_equal(scaled["batch_stats"]["BatchNorm_0"]["var"], np.ones(4))
+  np.testing.assert_allclose(params["hidden_0"]["kernel"], np.full((3, 4), 0.3), rtol=1e-7)
+  np.testing.assert_allclose(params["head"]["kernel"], np.full((4, 10), 0.3), rtol=1e-7)
+  np.testing.assert_array_equal(params["head"]["bias"], np.zeros(10))  # zeros stay zeros
+  assert "bias" not in params["hidden_0"]  # the Dense before BatchNorm has none
+  np.testing.assert_array_equal(params["bn_0"]["scale"], np.ones(4))
+  np.testing.assert_array_equal(params["bn_0"]["bias"], np.zeros(4))
+  np.testing.assert_array_equal(scaled["batch_stats"]["bn_0"]["var"], np.ones(4))

@@ -47,7 +47,8 @@ def test_expected_member_epochs_by_strategy():
 def test_dry_run_estimate_probes_the_plan_and_writes_nothing(tmp_path):
   out = io.StringIO()
   cfg = api.make_config(dataset="circle", workdir=str(tmp_path / "w"), epochs=5, dry_run=True,
-                        estimate=True, space={**TOY, "lr": "grid(0.1, 0.2)",
+                        estimate=True, pack="off",   # two widths: two programs to probe
+                        space={**TOY, "lr": "grid(0.1, 0.2)",
                                               "widths": "choice([8], [16])"})
   assert api.run(cfg, out=out) == []
   line = out.getvalue().strip().splitlines()[-1]

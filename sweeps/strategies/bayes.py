@@ -88,6 +88,23 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return factory(seed)
 
 
+def tell_study(study: optuna.Study, optuna_trial: optuna.Trial, report: Report,
+               objective: str) -> None:
+  """Tells the study how a member ended: its per-epoch objective as intermediate values (1-based
+  epochs), then pruned, failed (diverged, failed, or nothing finite), or its best value (a member
+  stopped early counts with its best epoch), in the objective's raw units."""
+  for epoch, value in enumerate(report.history.get(objective, []), start=1):
+    if value is not None and math.isfinite(value):
+      optuna_trial.report(float(value), epoch)
+  best = report.score(objective)
+  if report.status == "pruned":
+    study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+  elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
+    study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+  else:
+    study.tell(optuna_trial, common.oriented(best, objective))
+
+
 class BayesStrategy(Strategy):
   """`settings.trials` trials in batches of `settings.batch`, proposed by an Optuna sampler."""
 
@@ -132,17 +149,7 @@ class BayesStrategy(Strategy):
     optuna_trial = self.running.pop(report.member_id, None)
     if optuna_trial is None:
       raise ValueError(f"member_id: {report.member_id} is not a running trial of this study")
-    objective = self.settings.objective
-    for epoch, value in enumerate(report.history.get(objective, []), start=1):
-      if value is not None and math.isfinite(value):
-        optuna_trial.report(float(value), epoch)
-    best = report.score(objective)
-    if report.status == "pruned":
-      self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-    elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
-      self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
-    else:   # complete, or stopped early: its best epoch is its result
-      self.study.tell(optuna_trial, common.oriented(best, objective))   # back to raw units
+    tell_study(self.study, optuna_trial, report, self.settings.objective)
 
   def done(self) -> bool:
     return self.next_id >= self.settings.trials

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import threading
 import time
@@ -39,7 +38,6 @@ from typing import Any, Iterator, Mapping
 import optuna
 
 from sweeps import space as space_lib
-from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import OBJECTIVES, Report, Settings, Strategy, Trial
 
@@ -253,19 +251,9 @@ class SharedStudyStrategy(Strategy):
       optuna_trial = self.running.pop(report.member_id, None)
     if optuna_trial is None:
       raise ValueError(f"member_id: {report.member_id} is not a running trial of this study")
-    objective = self.settings.objective
-    for epoch, value in enumerate(report.history.get(objective, []), start=1):
-      if value is not None and math.isfinite(value):
-        optuna_trial.report(float(value), epoch)
-    best = report.score(objective)
-    states = optuna.trial.TrialState
+    from sweeps.strategies import bayes
     try:
-      if report.status == "pruned":
-        self.study.tell(optuna_trial, state=states.PRUNED)
-      elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
-        self.study.tell(optuna_trial, state=states.FAIL)
-      else:
-        self.study.tell(optuna_trial, common.oriented(best, objective))
+      bayes.tell_study(self.study, optuna_trial, report, self.settings.objective)
     except (ValueError, RuntimeError):
       # Already finished: declared stale while this worker was unreachable longer than the
       # grace period, and retried by another. The retry's result is the study's.

@@ -13,6 +13,7 @@ Data loading is outside the clock for everyone; compiles and each tool's own ove
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import time
@@ -41,6 +42,19 @@ class Budget:
 
 FULL = Budget(trials=40, epochs=10, train_subset=None, val_subset=None)
 QUICK = Budget(trials=3, epochs=2, train_subset=2000, val_subset=500)
+
+
+def runner_args(**choices) -> tuple[argparse.Namespace, Budget]:
+  """The command line every contender's runner takes (--data_dir, --out, --quick), plus one
+  required choice per keyword (e.g. strategy=("random", "bayes")); returns (args, budget)."""
+  parser = argparse.ArgumentParser()
+  for name, values in choices.items():
+    parser.add_argument(f"--{name}", choices=values, required=True)
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  return args, QUICK if args.quick else FULL
 
 
 def load_split(data_dir: str, budget: Budget):

@@ -10,7 +10,6 @@ dropout, which the seed space holds fixed or on a coarse grid.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
@@ -45,14 +44,7 @@ def argv_for(strategy: str, budget: common.Budget) -> list[str]:
 def main():
   import jaxnn
   jaxnn.configure()   # as before, when importing jaxnn set it: the same random draws
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--strategy", choices=("random", "hyperband", "bayes", "pbt"),
-                      required=True)
-  parser.add_argument("--data_dir", required=True)
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  budget = common.QUICK if args.quick else common.FULL
+  args, budget = common.runner_args(strategy=("random", "hyperband", "bayes", "pbt"))
   cfg = api.config_from_argv(argv_for(args.strategy, budget), "cifar10")
   _, strategy = api.validate(cfg)
   dataset = common.load_split(args.data_dir, budget)

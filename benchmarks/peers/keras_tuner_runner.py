@@ -6,7 +6,6 @@ Run by compare.py in its own process (TensorFlow and JAX never share one):
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
@@ -35,13 +34,7 @@ def build_model(hp, keras):
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--tuner", choices=("random", "hyperband"), required=True)
-  parser.add_argument("--data_dir", required=True)
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  budget = common.QUICK if args.quick else common.FULL
+  args, budget = common.runner_args(tuner=("random", "hyperband"))
   dataset = common.load_split(args.data_dir, budget)
   x, y = common.flat_float(dataset, dataset.train)
   xv, yv = common.flat_float(dataset, dataset.val)

@@ -7,7 +7,6 @@ called from Python per batch, validation after each epoch reported to Optuna, wh
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import common
@@ -88,12 +87,7 @@ def objective(trial, data, budget, trace):
 def main():
   import jaxnn
   jaxnn.configure()   # as before, when importing jaxnn set it: the same random draws
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--data_dir", required=True)
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  budget = common.QUICK if args.quick else common.FULL
+  args, budget = common.runner_args()
   dataset = common.load_split(args.data_dir, budget)
   data = (common.flat_float(dataset, dataset.train), common.flat_float(dataset, dataset.val))
   optuna.logging.set_verbosity(optuna.logging.WARNING)

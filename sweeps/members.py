@@ -96,6 +96,53 @@ def early_stop(value: float | None, best_monitor: float | None, since_best: int,
   return since_best >= rule.patience, best_monitor, since_best
 
 
+def after_epoch(run: MemberRun, values: Mapping[str, Any], seconds: float,
+                rule: EarlyStopping) -> None:
+  """Records one epoch of a member from its host `values` (METRICS and `diverged`): a diverged
+  member gets no metrics for that epoch (it is frozen at its last finite state); the others
+  append their metrics and apply the early-stopping `rule`."""
+  run.wall_time += seconds
+  if values["diverged"]:
+    run.status = vocab.DIVERGED
+    run.reason = f"non-finite loss or parameters in epoch {run.epochs_run}"
+    run.events.append({"epoch": run.epochs_run, "kind": vocab.DIVERGED})
+    return
+  for metric in METRICS:
+    run.history[metric].append(finite(values[metric]))
+  if rule.patience <= 0:
+    return
+  stop, run.best_monitor, run.since_best = early_stop(
+      run.history[rule.monitor][-1], run.best_monitor, run.since_best, rule)
+  if stop:
+    run.status = vocab.STOPPED
+    run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
+    run.events.append({"epoch": run.epochs_run - 1, "kind": vocab.STOPPED})
+
+
+def fail(run: MemberRun, reason: str) -> None:
+  """Marks a member failed (it never gets a model), with the reason."""
+  run.status, run.reason = vocab.FAILED, reason
+  run.events.append({"epoch": run.epochs_run, "kind": vocab.FAILED, "reason": reason})
+
+
+def exploited(child: MemberRun, parent: MemberRun, row: Mapping[str, Any],
+              config: Mapping[str, Any], reason: str) -> None:
+  """Bookkeeping of a PBT exploit: `child` goes on from `parent`'s weights with `row` and
+  `config`. A diverged child gets a new start: running again, and the epochs it did not train
+  stay empty (None) in its history, so it counts epochs like the others."""
+  if child.status == vocab.DIVERGED:
+    gap = parent.epochs_run - child.epochs_run
+    for values in child.history.values():
+      values.extend([None] * gap)
+    child.status, child.reason = vocab.RUNNING, None
+  child.row = dict(row)
+  before = dict(child.trial.config)   # kept in the event: the lineage plot draws both sides
+  child.trial = dataclasses.replace(child.trial, config=dict(config))
+  child.events.append({"epoch": child.epochs_run, "kind": "exploit",
+                       "parent": parent.trial.member_id, "config": dict(config),
+                       "previous": before, "reason": reason})
+
+
 def ranking(members: Mapping[int, MemberRun], objective: str) -> list[MemberRun]:
   """Finished, non-diverged members best first by the best validation objective."""
   scored = []

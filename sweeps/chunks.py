@@ -9,13 +9,14 @@ False), so a chunk that shrinks or starts short reuses a compiled program.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 
 from jaxnn import member as member_lib
 from jaxnn import population
 from jaxnn import slots as slots_lib
+from launch import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -41,3 +42,11 @@ def gather(chunk: Chunk, positions: Sequence[int], slots: int) -> Chunk:
   hparams, state = slots_lib.gather(chunk.hparams, chunk.state, positions, slots)
   return Chunk(chunk.spec, [chunk.ids[i] for i in positions], hparams, state,
                chunk.member_bytes, chunk.vectorize, slots)
+
+
+def place_data(dataset) -> tuple[Any, population.DeviceData]:
+  """(mesh or None, the data on the device). Several devices: each chunk's members are split
+  over them ('members' mesh axis), the data replicated; the same jitted programs run SPMD."""
+  mesh = mesh_lib.member_mesh() if jax.device_count() > 1 else None
+  data = population.device_data(dataset)
+  return mesh, (data if mesh is None else mesh_lib.place_data(data, mesh))

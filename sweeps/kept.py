@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import multihost
+from sweeps import chunks as chunks_lib
 
 
 def _rows(host, count: int) -> list[Any]:
@@ -60,6 +61,16 @@ class Kept:
       host = multihost.to_host(slots_lib.take(chunk.state, positions))   # (a gather)
       for i, state in zip(positions, _rows(host, len(positions))):
         self.final[chunk.ids[i]] = state
+
+  def resume(self, spec, ids: list[int], rows, slots: int):
+    """A chunk (padded to `slots`) of the completed members `ids` going on from their final
+    states, which leave `final` (a resume with a larger --epochs)."""
+    states = [self.final.pop(i) for i in ids]
+    state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
+    state = state.replace(active=~state.diverged)   # finishing had cleared `active`
+    hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
+    return chunks_lib.gather(chunks_lib.Chunk(spec, ids, hparams, state), list(range(len(ids))),
+                             slots)
 
   def weights(self, member_id: int) -> tuple[Any, Any] | None:
     """(params, batch_stats) of a top member at its best epoch, without the members axis;

@@ -26,7 +26,7 @@ class EarlyStopping:
   """Per-member early stopping on a validation metric (patience 0: off)."""
   patience: int = 0
   min_delta: float = 0.0
-  monitor: str = "val_loss"
+  monitor: str = vocab.DEFAULT_MONITOR
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class MemberRun:
   param_count: int
   history: dict[str, list[float | None]] = dataclasses.field(
       default_factory=lambda: {m: [] for m in METRICS})
-  status: str = "running"
+  status: str = vocab.RUNNING
   target: int = 0
   wall_time: float = 0.0
   events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -49,7 +49,7 @@ class MemberRun:
 
   @property
   def epochs_run(self) -> int:
-    return len(self.history["val_acc"])
+    return len(self.history[vocab.VAL_ACC])
 
   def report(self) -> Report:
     return Report(self.trial.member_id, self.trial.config, self.epochs_run, self.history,
@@ -80,7 +80,7 @@ def best_epoch(history, objective) -> int | None:
 
 def improved(run: MemberRun, objective: str) -> bool:
   """Whether the epoch just recorded is the member's (first) best so far."""
-  return (run.status not in ("diverged", "failed") and run.epochs_run > 0
+  return (run.status not in vocab.FAILED_STATUSES and run.epochs_run > 0
           and best_epoch(run.history, objective) == run.epochs_run - 1)
 
 
@@ -102,7 +102,7 @@ def after_epoch(run: MemberRun, values: Mapping[str, Any], seconds: float,
   member gets no metrics for that epoch (it is frozen at its last finite state); the others
   append their metrics and apply the early-stopping `rule`."""
   run.wall_time += seconds
-  if values["diverged"]:
+  if values[vocab.DIVERGED]:
     run.status = vocab.DIVERGED
     run.reason = f"non-finite loss or parameters in epoch {run.epochs_run}"
     run.events.append({"epoch": run.epochs_run, "kind": vocab.DIVERGED})
@@ -117,6 +117,44 @@ def after_epoch(run: MemberRun, values: Mapping[str, Any], seconds: float,
     run.status = vocab.STOPPED
     run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
     run.events.append({"epoch": run.epochs_run - 1, "kind": vocab.STOPPED})
+
+
+def wants_epoch(run: MemberRun, sync_at: int | None) -> bool:
+  """Whether a member trains another epoch in a phase that ends at `sync_at` (None: its
+  target)."""
+  if run.status != vocab.RUNNING or run.epochs_run >= run.target:
+    return False
+  return sync_at is None or run.epochs_run < sync_at
+
+
+def finish(runs) -> list[MemberRun]:
+  """Members at their target become complete; returns every finished one of `runs`."""
+  for run in runs:
+    if run.status == vocab.RUNNING and run.epochs_run >= run.target:
+      run.status = vocab.COMPLETE
+  return [run for run in runs if run.status != vocab.RUNNING]
+
+
+def stopped(run: MemberRun, status: str, reason: str) -> None:
+  """A strategy ended a member (Hyperband's pruning) with `status`."""
+  run.status, run.reason = status, reason or None
+  run.events.append({"epoch": run.epochs_run, "kind": status, "reason": reason})
+
+
+def promoted(run: MemberRun, epochs: int, reason: str) -> None:
+  """A strategy raised a member's target (Hyperband's promotion)."""
+  run.target = epochs
+  run.events.append({"epoch": run.epochs_run, "kind": "promoted", "to": epochs,
+                     "reason": reason})
+
+
+def extended(run: MemberRun, epochs: int) -> None:
+  """A resume with a larger --epochs raised a member's budget; a completed one runs again."""
+  if run.status == vocab.COMPLETE:
+    run.status = vocab.RUNNING
+    run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": epochs})
+  run.target = epochs
+  run.trial = dataclasses.replace(run.trial, epochs=epochs)
 
 
 def fail(run: MemberRun, reason: str) -> None:

@@ -27,7 +27,6 @@ checkpoint holds).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
 from launch import multihost
+from sweeps import chunks as chunks_lib
 from sweeps import kept as kept_lib
 from sweeps import loop_state
 from sweeps import members as members_lib
@@ -69,7 +69,7 @@ class SweepLoop:
       a stub whose metrics are a known function of each member's hyperparameters.
   """
 
-  def __init__(self, strategy: base.Strategy, dataset, *, objective: str = "val_acc",
+  def __init__(self, strategy: base.Strategy, dataset, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                early_stopping: EarlyStopping = EarlyStopping(), test_top: int = 5,
                memory_budget_bytes: int | None = None,
                on_record: Callable[[list[Record]], None] | None = None,
@@ -82,13 +82,8 @@ class SweepLoop:
     self.trainer = trainer
     self.dtype = dtype   # compute dtype of every bucket (population.with_dtype)
     self.dataset = dataset
-    # Several devices: each chunk's members are split over them ('members' mesh axis), the
-    # data replicated; the same jitted programs then run SPMD.
-    self.mesh = mesh_lib.member_mesh() if jax.device_count() > 1 else None
+    self.mesh, self.data = chunks_lib.place_data(dataset)
     self.devices = self.mesh.size if self.mesh is not None else 1
-    self.data = population.device_data(dataset)
-    if self.mesh is not None:
-      self.data = mesh_lib.place_data(self.data, self.mesh)
     self.objective = objective
     self.early_stopping = early_stopping
     self.test_top = test_top
@@ -97,7 +92,7 @@ class SweepLoop:
     self.on_epoch = on_epoch or (lambda loop, chunk: None)
     self.on_checkpoint = on_checkpoint or (lambda loop, force: None)
     self.on_plan = on_plan or (lambda plan: None)   # after a plan's chunks are initialized
-    self.phase = "ask"            # ask | train | test | done
+    self.phase = vocab.ASK        # ASK | TRAIN | TEST | DONE (vocab)
     self.sync_at: int | None = None
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
     self.simulate_device_bytes = simulate_device_bytes
@@ -212,11 +207,6 @@ class SweepLoop:
 
   # ------------------------------------------------------------------------------ training
 
-  def _wants_epoch(self, run: MemberRun, sync_at: int | None) -> bool:
-    if run.status != vocab.RUNNING or run.epochs_run >= run.target:
-      return False
-    return sync_at is None or run.epochs_run < sync_at
-
   def train_chunk(self, chunk: Chunk) -> None:
     """Trains a chunk to the phase's end; on an allocation failure backs off (`_back_off`)
     and trains each part from the state before the failed epoch."""
@@ -233,7 +223,7 @@ class SweepLoop:
     runs = [self.members[i] for i in chunk.ids]
     sync_at = self.sync_at
     while True:
-      wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
+      wants = np.array([members_lib.wants_epoch(r, sync_at) for r in runs])
       if not wants.any():
         return
       wants = np.pad(wants, (0, chunk.slots - len(runs)))   # fillers never train
@@ -253,7 +243,7 @@ class SweepLoop:
       chunk.state = state
       # One sync per epoch; with several processes a collective that gathers every member's
       # metrics into every process (each process then takes the same decisions).
-      host = multihost.to_host({**metrics, "diverged": chunk.state.diverged})
+      host = multihost.to_host({**metrics, vocab.DIVERGED: chunk.state.diverged})
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
         if wants[i]:
@@ -273,8 +263,6 @@ class SweepLoop:
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
 
-  PROBE_BATCHES = programs_lib.PROBE_BATCHES
-
   def _may_revive(self) -> bool:
     """Whether the strategy can give a diverged member a new start at its next sync (PBT
     replaces diverged members first), so it waits, frozen, for that sync instead of retiring."""
@@ -292,14 +280,9 @@ class SweepLoop:
     for action in actions:
       run = self.members[action.member_id]
       if isinstance(action, Stop):
-        run.status = action.status
-        run.reason = action.reason or None
-        run.events.append({"epoch": run.epochs_run, "kind": action.status,
-                           "reason": action.reason})
+        members_lib.stopped(run, action.status, action.reason)
       elif isinstance(action, Extend):
-        run.target = action.epochs
-        run.events.append({"epoch": run.epochs_run, "kind": "promoted", "to": action.epochs,
-                           "reason": action.reason})
+        members_lib.promoted(run, action.epochs, action.reason)
       elif isinstance(action, Exploit):
         self._exploit(action)
       else:
@@ -327,18 +310,6 @@ class SweepLoop:
                           action.reason)
 
   # ------------------------------------------------------------------------- finishing
-
-  def _finish_ready(self) -> list[MemberRun]:
-    """Members at their target become complete; returns every newly finished member."""
-    finished = []
-    for chunk in self.chunks:
-      for i in chunk.ids:
-        run = self.members[i]
-        if run.status == vocab.RUNNING and run.epochs_run >= run.target:
-          run.status = vocab.COMPLETE
-        if run.status != vocab.RUNNING:
-          finished.append(run)
-    return finished
 
   def top_ids(self) -> set[int]:
     """Members (finished or live, not failed) whose best objective so far ranks in the top K,
@@ -409,32 +380,23 @@ class SweepLoop:
     continued = []
     if new_epochs > old_epochs:
       for run in self.members.values():
-        if run.status == "running" and run.target == old_epochs:
-          run.target = new_epochs
-          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
+        if run.status == vocab.RUNNING and run.target == old_epochs:
+          members_lib.extended(run, new_epochs)
       by_spec: dict[Any, list[int]] = {}
       for member_id in sorted(self.kept.final):
         run = self.members[member_id]
-        if run.status == "complete" and run.target == old_epochs:
+        if run.status == vocab.COMPLETE and run.target == old_epochs:
           by_spec.setdefault(run.spec, []).append(member_id)
       for spec, ids in by_spec.items():
         for member_id in ids:
-          run = self.members[member_id]
-          run.status, run.target = "running", new_epochs
-          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
-          run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": new_epochs})
-        states = [self.kept.final.pop(i) for i in ids]
-        state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
-        state = state.replace(active=~state.diverged)   # finishing had cleared `active`
-        hparams = jax.tree_util.tree_map(
-            jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
-        chunk = gather(Chunk(spec, ids, hparams, state), list(range(len(ids))),
-                        self.slot_size(len(ids)))   # padded to a slot size like every chunk
+          members_lib.extended(self.members[member_id], new_epochs)
+        chunk = self.kept.resume(spec, ids, [self.members[i].row for i in ids],
+                                 self.slot_size(len(ids)))
         self._announce([chunk], "extension")
         self.chunks.append(chunk)
         continued.extend(ids)
-    if self.phase in ("test", "done") and (continued or not self.strategy.done()):
-      self.phase = "ask"
+    if self.phase in (vocab.TEST, vocab.DONE) and (continued or not self.strategy.done()):
+      self.phase = vocab.ASK
     return continued
 
   # ------------------------------------------------------------------------------ the loop
@@ -447,14 +409,14 @@ class SweepLoop:
     `sync_at`), 'done'.
     """
     self.programs.start()
-    while self.phase != "done":
-      if self.phase == "ask":
+    while self.phase != vocab.DONE:
+      if self.phase == vocab.ASK:
         trials = self.strategy.ask()
         if trials:
           self.start(trials)
         if not self.chunks:
           if self.strategy.done():
-            self.phase = "test"
+            self.phase = vocab.TEST
             break
           if not trials:
             raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
@@ -470,24 +432,24 @@ class SweepLoop:
       # Diverged members still in a chunk wait for this sync (see _may_revive): reported, so
       # the strategy can replace them; those it leaves are finished below.
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
-              if self.members[m].status in ("running", "diverged")}
+              if self.members[m].status in (vocab.RUNNING, vocab.DIVERGED)}
       self.apply(self.strategy.on_sync(live))
-      self._retire(self._finish_ready())
-      self.phase = "ask"
+      self._retire(members_lib.finish([self.members[i] for c in self.chunks for i in c.ids]))
+      self.phase = vocab.ASK
       self.checkpoint()   # counted like an epoch: saved when the interval is due
-    if self.phase == "test":
+    if self.phase == vocab.TEST:
       self.evaluate_test()
-      self.phase = "done"
+      self.phase = vocab.DONE
       self.checkpoint(force=True)
     return [self.members[i] for i in sorted(self.members)]
 
   def _begin_phase(self) -> None:
     """Fixes where this training phase ends: every live member's target, or the next multiple
     of the strategy's sync period (PBT) above the least-trained live member."""
-    self.phase = "train"
+    self.phase = vocab.TRAIN
     sync_every = self.strategy.sync_every()
     running = [self.members[i].epochs_run for c in self.chunks for i in c.ids
-               if self.members[i].status == "running"]
+               if self.members[i].status == vocab.RUNNING]
     self.sync_at = (min(running) // sync_every + 1) * sync_every if sync_every and running else None
 
   def checkpoint(self, force: bool = False) -> None:

@@ -28,6 +28,19 @@ def padded(items: Sequence[Any], slots: int) -> list[Any]:
   return list(items) + [items[0]] * (slots - len(items))
 
 
+def stacked(rows: Sequence[Any], ids: Sequence[int], slots: int | None = None):
+  """The device hparams of `rows` (member `ids`), padded with fillers to `slots`."""
+  slots = slots or len(ids)
+  return jax.tree_util.tree_map(jnp.asarray, population.stack_rows(padded(rows, slots),
+                                                                   padded(ids, slots)))
+
+
+def set_slot(hparams, i: int, row: Any, member_id: int, keep=("member_id", "seed")):
+  """`hparams` whose slot `i` holds `row` (PBT's exploit), except the fields `keep`."""
+  new = population.stack_rows([row], [member_id])
+  return {k: v if k in keep else v.at[i].set(jnp.asarray(new[k][0])) for k, v in hparams.items()}
+
+
 def without_fillers(state: population.MemberState, members: int) -> population.MemberState:
   """Slots from `members` on never update (and were never told anything)."""
   return state.replace(active=state.active & (jnp.arange(state.active.shape[0]) < members))

@@ -44,6 +44,14 @@ def gather(chunk: Chunk, positions: Sequence[int], slots: int) -> Chunk:
                chunk.member_bytes, chunk.vectorize, slots)
 
 
+def locate(chunks: Sequence[Chunk], member_id: int) -> tuple[Chunk, int]:
+  """The chunk that holds a member, and the member's slot in it."""
+  for chunk in chunks:
+    if member_id in chunk.ids:
+      return chunk, chunk.index(member_id)
+  raise KeyError(member_id)
+
+
 def place_data(dataset) -> tuple[Any, population.DeviceData]:
   """(mesh or None, the data on the device). Several devices: each chunk's members are split
   over them ('members' mesh axis), the data replicated; the same jitted programs run SPMD."""

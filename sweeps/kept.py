@@ -22,6 +22,7 @@ from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import multihost
 from sweeps import chunks as chunks_lib
+from sweeps import members as members_lib
 
 
 def _rows(host, count: int) -> list[Any]:
@@ -68,7 +69,7 @@ class Kept:
     states = [self.final.pop(i) for i in ids]
     state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
     state = state.replace(active=~state.diverged)   # finishing had cleared `active`
-    hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, ids))
+    hparams = slots_lib.stacked(rows, ids)
     return chunks_lib.gather(chunks_lib.Chunk(spec, ids, hparams, state), list(range(len(ids))),
                              slots)
 
@@ -79,15 +80,17 @@ class Kept:
       return None
     return jax.tree_util.tree_map(lambda x: x[0], self.best[member_id])
 
-  def evaluate(self, run, x, y, data: population.DeviceData,
-               evaluate: Callable = population.evaluate) -> tuple[float, float] | None:
-    """(loss, acc) of a member's kept best weights on (x, y); None when not kept."""
+  def test(self, run, x, y, data: population.DeviceData,
+           evaluate: Callable = population.evaluate) -> bool:
+    """Evaluates a member's kept best weights on the test split (x, y) into `run.test`; False
+    when none are kept (not in the top K)."""
     member_id = run.trial.member_id
     if member_id not in self.best:
-      return None
+      return False
     params, batch_stats = self.best[member_id]
-    hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
+    hparams = slots_lib.stacked([run.row], [member_id])
     loss, acc = jax.device_get(slots_lib.evaluate_weights(
         run.spec, params, batch_stats, hparams, jnp.asarray(x), jnp.asarray(y, jnp.int32),
         data.mean, data.std, evaluate=evaluate))
-    return loss[0], acc[0]
+    run.test = {"loss": members_lib.finite(loss[0]), "acc": members_lib.finite(acc[0])}
+    return True

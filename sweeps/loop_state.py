@@ -4,7 +4,8 @@
 strategy state, every member's record so far, the chunk layout, the plans) and a pytree of
 arrays (every chunk's hyperparameters and population state, the kept weights);
 `abstract_arrays` gives the shapes, dtypes and placement a restore needs, from `meta` alone;
-`load_state_dict` puts both back. When and where checkpoints are written is sweeps/checkpoint.py.
+`load_state_dict` puts both back, and `extend` raises a restored sweep's epoch budget. When and
+where checkpoints are written is sweeps/checkpoint.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 
-from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
 from launch import multihost
 from sweeps import members as members_lib
+from sweeps import vocab
 from sweeps.chunks import Chunk
 
 
@@ -53,8 +53,7 @@ def abstract_arrays(loop, meta: Mapping[str, Any]) -> dict[str, Any]:
 
   def abstract(ids, slots):
     spec = members[ids[0]].spec
-    hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(
-        slots_lib.padded([members[i].row for i in ids], slots), slots_lib.padded(ids, slots)))
+    hparams = slots_lib.stacked([members[i].row for i in ids], ids, slots)
     state = jax.eval_shape(lambda h: loop.trainer.init(spec, h, loop.data), hparams)
     return jax.eval_shape(lambda h: h, hparams), state
 
@@ -106,6 +105,32 @@ def load_state_dict(loop, meta: Mapping[str, Any], arrays: Mapping[str, Any]) ->
                              multihost.to_host(list(arrays.get("final", [])))))
   loop.plans = []
   loop.restored_plans = list(meta["plans"])
+
+
+def extend(loop, old_epochs: int, new_epochs: int) -> list[int]:
+  """`loop` (restored) with its budget raised from `old_epochs` to `new_epochs`: see
+  `SweepLoop.extend`. Returns the ids of the completed members that continue."""
+  continued = []
+  if new_epochs > old_epochs:
+    for run in loop.members.values():
+      if run.status == vocab.RUNNING and run.target == old_epochs:
+        members_lib.extended(run, new_epochs)
+    by_spec: dict[Any, list[int]] = {}
+    for member_id in sorted(loop.kept.final):
+      run = loop.members[member_id]
+      if run.status == vocab.COMPLETE and run.target == old_epochs:
+        by_spec.setdefault(run.spec, []).append(member_id)
+    for spec, ids in by_spec.items():
+      for member_id in ids:
+        members_lib.extended(loop.members[member_id], new_epochs)
+      chunk = loop.kept.resume(spec, ids, [loop.members[i].row for i in ids],
+                               loop.slot_size(len(ids)))
+      loop._announce([chunk], "extension")
+      loop.chunks.append(chunk)
+      continued.extend(ids)
+  if loop.phase in (vocab.TEST, vocab.DONE) and (continued or not loop.strategy.done()):
+    loop.phase = vocab.ASK
+  return continued
 
 
 def chunk_slots(meta: Mapping[str, Any]) -> list[int]:

@@ -163,6 +163,23 @@ def fail(run: MemberRun, reason: str) -> None:
   run.events.append({"epoch": run.epochs_run, "kind": vocab.FAILED, "reason": reason})
 
 
+def exploit_row(child: MemberRun, config: Mapping[str, Any], bucket: member_lib.BucketSpec,
+                dataset, dtype: str) -> dict[str, Any]:
+  """The numeric row of `config` for `child`'s slot in `bucket` (padded, for packed buckets):
+  a PBT exploit may change numbers only, and the child keeps its seed.
+
+  Raises:
+    ValueError: `config` needs another program than `bucket`.
+  """
+  spec, row = member_lib.resolve(config, num_classes=dataset.num_classes,
+                                 num_train=dataset.train.x.shape[0])
+  spec = population.with_dtype(spec, dtype)
+  if not member_lib.fits(spec, bucket):
+    raise ValueError(f"exploit: member {child.trial.member_id} cannot take a config with "
+                     "another program (only numeric hyperparameters may change)")
+  return {**member_lib.fit_row(spec, row, bucket), "seed": child.row["seed"]}
+
+
 def exploited(child: MemberRun, parent: MemberRun, row: Mapping[str, Any],
               config: Mapping[str, Any], reason: str) -> None:
   """Bookkeeping of a PBT exploit: `child` goes on from `parent`'s weights with `row` and

@@ -46,18 +46,20 @@ def check_memory(nbytes: int, simulate_device_bytes: int | None) -> None:
         f"{simulate_device_bytes / 2**20:.1f} MiB available")
 
 
-SHED, SPLIT, FAIL = "shed fillers", "split", "fail"
+# Why a chunk is retried as it is (the words its announcement line starts with).
+SHED, SPLIT, FAIL = "out-of-memory retry without fillers", "out-of-memory split", "fail"
 
 
-def back_off(members: int, slots: int, devices: int) -> str:
-  """What a chunk of `members` members at `slots` slots does after an allocation failure:
-  SHED its fillers (its own slot size is smaller), SPLIT in halves (of members // 2 and the
-  rest), or FAIL its members (alone, or halves that would not run at fewer slots)."""
+def back_off(members: int, slots: int, devices: int) -> tuple[str, list[tuple[int, int]]]:
+  """What a chunk of `members` members at `slots` slots does after an allocation failure, and
+  the [start, end) member ranges it is retried as: SHED its fillers (its own slot size is
+  smaller; one range), SPLIT in halves (members // 2 and the rest), or FAIL its members (alone,
+  or halves that would not run at fewer slots; no range)."""
   if plan_lib.slot_size(members, devices) < slots:
-    return SHED
+    return SHED, [(0, members)]
   if members == 1 or plan_lib.slot_size(members - members // 2, devices) >= slots:
-    return FAIL
-  return SPLIT
+    return FAIL, []
+  return SPLIT, [(0, members // 2), (members // 2, members)]
 
 
 def split_event(epoch: int, members: int, error: BaseException) -> dict:

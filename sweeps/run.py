@@ -31,11 +31,9 @@ import functools
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import member as member_lib
 from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
@@ -55,8 +53,6 @@ from sweeps.oom import SimulatedOutOfMemory, is_out_of_memory  # noqa: F401  (pu
 from sweeps.records import Record
 from sweeps.strategies import base
 from sweeps.strategies.base import Exploit, Extend, Stop, Trial
-
-METRICS = vocab.METRICS
 
 
 class SweepLoop:
@@ -111,10 +107,6 @@ class SweepLoop:
   def slot_size(self, members: int) -> int:
     return plan_lib.slot_size(members, self.devices)
 
-  @property
-  def programs_announced(self) -> int:
-    return self.programs.announced
-
   def _announce(self, chunks: Sequence[Chunk], why: str) -> None:
     """Announces the compiles a change of chunk sizes (compaction, split, resume) will cause."""
     line = self.programs.announce(chunks, why)
@@ -159,9 +151,7 @@ class SweepLoop:
     slots = slots or self.slot_size(len(ids))
     try:
       oom.check_memory(member_bytes * slots, self.simulate_device_bytes)
-      hparams = jax.tree_util.tree_map(
-          jnp.asarray, population.stack_rows(slots_lib.padded(rows, slots),
-                                             slots_lib.padded(ids, slots)))
+      hparams = slots_lib.stacked(rows, ids, slots)
       state = slots_lib.without_fillers(self.trainer.init(spec, hparams, self.data), len(ids))
       return [Chunk(spec, ids, hparams, state, member_bytes, slots=slots)]
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
@@ -179,17 +169,12 @@ class SweepLoop:
     if not oom.is_out_of_memory(error):
       raise error
     ids, n = chunk.ids, len(chunk.ids)
-    action = oom.back_off(n, chunk.slots, self.devices)
-    if action == oom.FAIL:
-      for member_id in ids:
+    why, bounds = oom.back_off(n, chunk.slots, self.devices)
+    for member_id in ids:
+      run = self.members[member_id]
+      if why == oom.FAIL:
         self._fail(member_id, f"out of memory even alone: {oom.first_line(error)}")
-      return []
-    if action == oom.SHED:
-      bounds, why = [(0, n)], "out-of-memory retry without fillers"
-    else:
-      bounds, why = [(0, n // 2), (n // 2, n)], "out-of-memory split"
-      for member_id in ids:
-        run = self.members[member_id]
+      elif why == oom.SPLIT:
         run.events.append(oom.split_event(run.epochs_run, n, error))
     parts = [gather(chunk, list(range(a, b)), self.slot_size(b - a)) if chunk.state is not None
              else Chunk(chunk.spec, ids[a:b], {}, None, chunk.member_bytes,
@@ -255,11 +240,8 @@ class SweepLoop:
       self.on_epoch(self, chunk)
       gone = [r for r in runs if r.status == vocab.STOPPED
               or (r.status == vocab.DIVERGED and not self._may_revive())]
-      if gone:
+      if gone:   # (an emptied chunk ends the loop: no member wants an epoch)
         self._retire(gone, why="early-stopping compaction")
-        if not chunk.ids:
-          self.checkpoint()
-          return
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
 
@@ -269,12 +251,6 @@ class SweepLoop:
     return self.strategy.sync_every() is not None
 
   # ---------------------------------------------------------------------- strategy actions
-
-  def _locate(self, member_id: int) -> tuple[Chunk, int]:
-    for chunk in self.chunks:
-      if member_id in chunk.ids:
-        return chunk, chunk.index(member_id)
-    raise KeyError(member_id)
 
   def apply(self, actions: Sequence[base.Action]) -> None:
     for action in actions:
@@ -289,23 +265,17 @@ class SweepLoop:
         raise TypeError(f"unknown action {action!r}")
 
   def _exploit(self, action: Exploit) -> None:
-    child_chunk, ci = self._locate(action.member_id)
-    parent_chunk, pi = self._locate(action.parent_id)
+    child_chunk, ci = chunks_lib.locate(self.chunks, action.member_id)
+    parent_chunk, pi = chunks_lib.locate(self.chunks, action.parent_id)
     child = self.members[action.member_id]
-    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
-                                   num_train=self.dataset.train.x.shape[0])
-    spec = population.with_dtype(spec, self.dtype)
-    if (not member_lib.fits(spec, child_chunk.spec) or child_chunk.spec != parent_chunk.spec):
+    if child_chunk.spec != parent_chunk.spec:
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
-    row = member_lib.fit_row(spec, row, child_chunk.spec)   # packed buckets: padded row
-    row = {**row, "seed": child.row["seed"]}
+    row = members_lib.exploit_row(child, action.config, child_chunk.spec, self.dataset,
+                                  self.dtype)
     child_chunk.state = slots_lib.copy_member(child_chunk.state, ci, parent_chunk.state, pi,
                                               revive=child.status == vocab.DIVERGED)
-    new_row = population.stack_rows([row], [action.member_id])
-    child_chunk.hparams = {
-        k: v if k in ("member_id", "seed") else v.at[ci].set(jnp.asarray(new_row[k][0]))
-        for k, v in child_chunk.hparams.items()}
+    child_chunk.hparams = slots_lib.set_slot(child_chunk.hparams, ci, row, action.member_id)
     members_lib.exploited(child, self.members[action.parent_id], row, action.config,
                           action.reason)
 
@@ -354,7 +324,7 @@ class SweepLoop:
     """Finished, non-diverged members best first by the best validation objective."""
     return members_lib.ranking(self.members, self.objective)
 
-  # ----------------------------------------------------------------------- checkpointing
+  # --------------------------------------------------------------- checkpointing, extending
 
   def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
     """(JSON-able bookkeeping, pytree of arrays): everything needed to continue exactly."""
@@ -367,8 +337,6 @@ class SweepLoop:
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     loop_state.load_state_dict(self, meta, arrays)
 
-  # ----------------------------------------------------------------------------- extending
-
   def extend(self, old_epochs: int, new_epochs: int) -> list[int]:
     """After a restore with a larger budget (sweeps.cli checks the strategy allows it).
 
@@ -377,27 +345,7 @@ class SweepLoop:
     keeps the horizon it was planned with) up to `new_epochs`; live members' targets are raised;
     a strategy with more to ask (more --trials) is asked again. Returns the continued ids.
     """
-    continued = []
-    if new_epochs > old_epochs:
-      for run in self.members.values():
-        if run.status == vocab.RUNNING and run.target == old_epochs:
-          members_lib.extended(run, new_epochs)
-      by_spec: dict[Any, list[int]] = {}
-      for member_id in sorted(self.kept.final):
-        run = self.members[member_id]
-        if run.status == vocab.COMPLETE and run.target == old_epochs:
-          by_spec.setdefault(run.spec, []).append(member_id)
-      for spec, ids in by_spec.items():
-        for member_id in ids:
-          members_lib.extended(self.members[member_id], new_epochs)
-        chunk = self.kept.resume(spec, ids, [self.members[i].row for i in ids],
-                                 self.slot_size(len(ids)))
-        self._announce([chunk], "extension")
-        self.chunks.append(chunk)
-        continued.extend(ids)
-    if self.phase in (vocab.TEST, vocab.DONE) and (continued or not self.strategy.done()):
-      self.phase = vocab.ASK
-    return continued
+    return loop_state.extend(self, old_epochs, new_epochs)
 
   # ------------------------------------------------------------------------------ the loop
 
@@ -469,15 +417,8 @@ class SweepLoop:
     test = self.dataset.test
     if self.test_top <= 0 or test.x.shape[0] == 0:
       return
-    records = []
-    for run in self.ranking()[:self.test_top]:
-      result = self.kept.evaluate(run, test.x, test.y, self.data, self.trainer.evaluate)
-      if result is None:
-        continue
-      loss, acc = result
-      run.test = {"loss": members_lib.finite(loss), "acc": members_lib.finite(acc)}
-      records.append(run.record(self.objective))
-    self.on_record(records)
+    self.on_record([run.record(self.objective) for run in self.ranking()[:self.test_top]
+                    if self.kept.test(run, test.x, test.y, self.data, self.trainer.evaluate)])
 
 
 class Interrupted(Exception):

@@ -79,7 +79,7 @@ class PackedDense(nn.Module):
   def __call__(self, x, true_in, true_out):
     kernel = self.param("kernel", initializers.packed_kernel(self.kernel_init),
                         (x.shape[-1], self.features), true_in, true_out)
-    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = layers.matmul(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       unit = initializers.get_bias_init(self.bias_init)
 

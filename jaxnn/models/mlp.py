@@ -105,7 +105,7 @@ def unit_dropout(key, x, rate, width):
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
   batch = x.shape[0]
   half = -(-batch // 2)
-  k1, k2 = jax.random.key_data(key)
+  k1, k2 = jax.random.bits(key, (2,), jnp.uint32)   # the hash's key, from a key of any impl
   units = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 1)
   rows = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 0)
   bits1, bits2 = jax_random_ext.threefry2x32_p.bind(k1, k2, units, rows)

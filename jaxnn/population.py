@@ -11,9 +11,10 @@ with jax.vmap. Three rules make "a member in a population == the same config tra
   * members never interact: data are shared read-only (not copied per member), the batch of each
     member is gathered by its own permutation.
 
-A member whose loss or parameters become non-finite is frozen at its last finite state and
-flagged `diverged`; a member whose `active` flag is cleared (early stopping, end of its epochs)
-stops updating. Neither changes the numbers of the others.
+A member whose loss or gradients become non-finite is frozen at its last finite state (that
+update is skipped) and flagged `diverged`, as is one whose parameters overflow in an update; a
+member whose `active` flag is cleared (early stopping, end of its epochs) stops updating.
+Neither changes the numbers of the others.
 
 Metrics leave the device once per epoch at most: `train_epoch` returns arrays [members].
 """
@@ -54,7 +55,7 @@ class MemberState(flax.struct.PyTreeNode):
   step: jax.Array       # optimizer steps taken (int32)
   epoch: jax.Array      # epochs started (int32); drives the data permutation
   active: jax.Array     # bool: still updating
-  diverged: jax.Array   # bool: loss or params became non-finite (frozen at the last finite state)
+  diverged: jax.Array   # bool: loss, gradients or params became non-finite (frozen)
 
 
 class DeviceData(NamedTuple):
@@ -230,17 +231,25 @@ def _member_steps(spec: BucketSpec, data: DeviceData, hp: Hparams, state: Member
       return _per_example_loss(spec, out, y, hp).mean(), (out, batch_stats)
 
     (loss, (out, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & _tree_finite(params)
+    # Checked BEFORE the update, from two scalars: the keep-or-skip select then fuses into the
+    # optimizer's one elementwise pass. Checking the new parameters first costs a read of them
+    # and a select pass over parameters and optimizer state (measured ~18% of a seed-space
+    # CIFAR MLP step on the CPU). A gradient norm that overflows float32 counts as non-finite
+    # (the global-norm clip would turn it into NaN updates anyway).
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
     ok = state.active & finite
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = _keep_where(ok, optax.apply_updates(state.params, updates), state.params)
+    # Parameters that overflow in a finite update (|p + u| > float32's max) are flagged and
+    # stopped from here on; only then is the frozen state not the last finite one.
+    overflow = ok & ~_tree_finite(params)
     new = state.replace(
-        params=_keep_where(ok, params, state.params),
+        params=params,
         batch_stats=_keep_where(ok, batch_stats, state.batch_stats),
         opt_state=_keep_where(ok, opt_state, state.opt_state),
         step=state.step + ok.astype(jnp.int32),
-        active=ok,
-        diverged=state.diverged | (state.active & ~finite))
+        active=ok & ~overflow,
+        diverged=state.diverged | (state.active & ~finite) | overflow)
     accuracy = losses.accuracy(spec.loss, out, y).mean()
     return new, (loss, accuracy)
 

@@ -14,9 +14,10 @@ is built at the bucket's padded shape and reads each member's true shape from it
     select, exact), so a depth-2 member in a depth-5 bucket computes its own 2-layer function;
   * initial weights survive padding: each output unit's kernel column is drawn from
     fold_in(key, unit) as a 1-D draw over the padded fan-in (stable under padding with
-    partitionable threefry), scaled from the TRUE fan-in/out; dropout masks are drawn one unit
-    at a time the same way. A member alone at its true shape uses the same scheme, so a packed
-    member starts from, and trains on, the numbers it gets alone.
+    partitionable threefry), scaled from the TRUE fan-in/out; dropout masks hash (key, unit,
+    example), so a unit's mask is the same at any padded width (see `unit_dropout`). A member
+    alone at its true shape uses the same scheme, so a packed member starts from, and trains on,
+    the numbers it gets alone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.extend import random as jax_random_ext
 
 from jaxnn import activations, initializers
 from jaxnn.models import layers
@@ -79,7 +81,7 @@ class PackedDense(nn.Module):
   def __call__(self, x, true_in, true_out):
     kernel = self.param("kernel", initializers.packed_kernel(self.kernel_init),
                         (x.shape[-1], self.features), true_in, true_out)
-    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = layers.matmul(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       unit = initializers.get_bias_init(self.bias_init)
 
@@ -91,11 +93,25 @@ class PackedDense(nn.Module):
 
 
 def unit_dropout(key, x, rate, width):
-  """Inverted dropout on [B, W] with the mask drawn unit by unit (fold_in(key, unit), a draw over
-  the batch), so a unit's mask does not depend on how many padded units follow it."""
+  """Inverted dropout on [B, W] whose mask entry (example b, unit u) is a counter-based hash of
+  (key, u, b): a unit's mask does not depend on how many padded units follow it.
+
+  One Threefry-2x32 evaluation of the counter pair (unit u, row r) gives two words, the bits of
+  examples r and r + ceil(B/2), so the whole [B, W] mask is one hash call laid out as x is, with
+  no per-unit keys and no transposes: measured on the CPU it is cheaper than drawing unit by unit
+  (fold_in per unit, then a [B] draw each, transposed), which cost ~7% of a seed-space MLP step.
+  The uniform is made from the top 23 bits as `jax.random.uniform` does; keep iff uniform < 1-rate.
+  """
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  keys = jax.vmap(lambda u: jax.random.fold_in(key, u))(jnp.arange(width))
-  mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep, (x.shape[0],)))(keys).T
+  batch = x.shape[0]
+  half = -(-batch // 2)
+  k1, k2 = jax.random.bits(key, (2,), jnp.uint32)   # the hash's key, from a key of any impl
+  units = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 1)
+  rows = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 0)
+  bits1, bits2 = jax_random_ext.threefry2x32_p.bind(k1, k2, units, rows)
+  bits = jnp.concatenate([bits1, bits2], axis=0)[:batch]
+  uniform = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+  mask = uniform < keep
   scale = jnp.where(keep > 0.0, 1.0 / jnp.where(keep > 0.0, keep, 1.0), 0.0)
   return jnp.where(mask, x * scale.astype(x.dtype), jnp.zeros((), x.dtype))
 

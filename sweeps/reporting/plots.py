@@ -393,7 +393,11 @@ def _variant_bars(ax, rows: Sequence[AblationRow], records: Sequence[Record], ba
       ax.barh(i, r.mean_acc - floor, left=floor, height=0.6, alpha=0.55,
               color="tab:gray" if r.variant == baseline else "tab:blue")
     if not math.isnan(r.ci_low):
-      ax.errorbar(r.mean_acc, i, xerr=[[r.mean_acc - r.ci_low], [r.ci_high - r.mean_acc]],
+      # The interval is a Student-t interval of the logits mapped back (stats.py): for seeds that
+      # tie it collapses onto the mean and can land a rounding error beyond it, and matplotlib
+      # refuses a negative error length (the Kuzushiji ablation ended on it).
+      ax.errorbar(r.mean_acc, i, xerr=[[max(r.mean_acc - r.ci_low, 0.0)],
+                                       [max(r.ci_high - r.mean_acc, 0.0)]],
                   fmt="none", ecolor="black", capsize=5, lw=1.5)
     values = seeds[r.variant]
     ax.scatter(values, i + np.linspace(-0.15, 0.15, len(values)), s=14, color="black",

@@ -1,0 +1,150 @@
+"""Where a packed MLP training epoch spends its time on the CPU: the same epoch with one part
+removed at a time, timed side by side in one process (steady state, compiles excluded).
+
+    python benchmarks/mlp_profile.py                        # the seed space's largest config
+    python benchmarks/mlp_profile.py --widths=512,2048,512,512,2048 --activation=tanh
+
+Each variant removes one part by patching the library for that variant only (the numbers are
+then wrong: this is a profile, not a training run):
+  full:       population.train_epoch as a sweep runs it;
+  no_dropout: dropout masks not drawn (identity);
+  no_guard:   no non-finite check and no keep-the-old-state select after each step;
+  no_clip:    no global-norm clipping pass;
+  sgd:        plain SGD instead of Adam (the optimizer's elementwise passes);
+  no_eval:    the validation pass skipped;
+  matmuls:    a hand-written step with the same matmuls (forward + backward) and nothing else.
+Prints ms per training step and each variant's share of `full`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+import jaxnn
+from jaxnn import member, optim, population
+from jaxnn.data import Dataset, Split
+from jaxnn.models import mlp
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("widths", ["1024", "2048", "256", "1024", "2048"], "Hidden widths.")
+flags.DEFINE_string("activation", "gelu", "Activation.")
+flags.DEFINE_float("dropout", 0.3, "Dropout rate.")
+flags.DEFINE_integer("examples", 4096, "Training examples (32x32x3).")
+flags.DEFINE_integer("val_examples", 2000, "Validation examples.")
+flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (alternating rounds).")
+flags.DEFINE_list("variants", ["full", "no_dropout", "no_guard", "no_clip", "sgd", "no_eval",
+                               "matmuls"], "Variants to time.")
+
+
+def _dataset(n, n_val):
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, size=(n + n_val, 32, 32, 3), dtype=np.uint8)
+  y = rng.integers(0, 10, size=n + n_val).astype(np.int32)
+  return Dataset("synthetic", Split(x[:n], y[:n]), Split(x[n:], y[n:]), Split(x[n:], y[n:]), 10,
+                 tuple(map(str, range(10))), np.full(3, 127.5, np.float32),
+                 np.full(3, 64.0, np.float32))
+
+
+@contextlib.contextmanager
+def _patched(obj, name, value):
+  old = getattr(obj, name)
+  setattr(obj, name, value)
+  try:
+    yield
+  finally:
+    setattr(obj, name, old)
+
+
+def _variant_context(name):
+  stack = contextlib.ExitStack()
+  if name == "no_dropout":
+    stack.enter_context(_patched(mlp, "unit_dropout", lambda key, x, rate, width: x))
+  if name == "no_guard":
+    stack.enter_context(_patched(population, "_keep_where", lambda ok, new, old: new))
+    stack.enter_context(_patched(population, "_tree_finite", lambda tree: jnp.array(True)))
+  if name == "no_clip":
+    import optax
+    stack.enter_context(_patched(optax, "clip_by_global_norm", lambda n: optax.identity()))
+  if name == "no_eval":
+    stack.enter_context(_patched(population, "_evaluate", lambda spec, state, hp, *a, **k: (
+        jnp.zeros(state.step.shape), jnp.zeros(state.step.shape))))
+  return stack
+
+
+def _matmul_step(widths, n_in=3072, classes=10, batch=128):
+  shapes = list(zip([n_in] + widths, widths + [classes]))
+  ws = [jnp.full(s, 1e-3, jnp.float32) for s in shapes]
+  x = jnp.ones((batch, n_in), jnp.float32)
+
+  def loss(ws, x):
+    for w in ws[:-1]:
+      x = jnp.maximum(x @ w, 0)
+    return jnp.sum(x @ ws[-1])
+
+  @jax.jit
+  def step(ws, x):
+    g = jax.grad(loss)(ws, x)
+    return [w - 1e-9 * gw for w, gw in zip(ws, g)]
+
+  return step, ws, x
+
+
+def main(argv):
+  del argv
+  jaxnn.configure()
+  widths = [int(w) for w in FLAGS.widths]
+  config = dict(model="mlp", widths=widths, activation=FLAGS.activation, l2=1e-4,
+                dropout=FLAGS.dropout, optimizer="adam", lr=1e-3, batch_size=128, epochs=1)
+  dataset = _dataset(FLAGS.examples, FLAGS.val_examples)
+  data = population.device_data(dataset)
+  steps = FLAGS.examples // 128
+  runners = {}
+  for name in FLAGS.variants:
+    if name == "matmuls":
+      step, ws, x = _matmul_step(widths)
+      state = {"ws": step(ws, x)}
+
+      def run(step=step, x=x, state=state):
+        for _ in range(steps):
+          state["ws"] = step(state["ws"], x)
+        jax.block_until_ready(state["ws"])
+      runners[name] = run
+      continue
+    cfg = dict(config, optimizer="sgd") if name == "sgd" else config
+    spec, row = member.resolve(cfg, num_classes=10)
+    hp = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
+    # A distinct spec per variant (eval_batch_size differs by a unit) keeps programs apart.
+    import dataclasses
+    spec = dataclasses.replace(spec, eval_batch_size=1000 + len(runners))
+    holder = {"state": population.init(spec, hp, data)}
+
+    def run(spec=spec, hp=hp, holder=holder, name=name):
+      with _variant_context(name):
+        holder["state"], metrics = population.train_epoch(spec, holder["state"], hp, data)
+      jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    run()
+    print(f"{name:10s} compile+first epoch {time.perf_counter() - start:6.1f} s", flush=True)
+    runners[name] = run
+  runners["matmuls"]() if "matmuls" in runners else None
+  times = {name: [] for name in runners}
+  for _ in range(FLAGS.repeats):
+    for name, run in runners.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  full = min(times["full"]) if "full" in times else None
+  for name, ts in times.items():
+    best = min(ts)
+    share = f"{best / full:5.2f} of full" if full else ""
+    print(f"{name:10s} {1e3 * best / steps:8.2f} ms/step  {share}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -88,7 +88,9 @@ def _run(dataset_name, argv, dataset, pack):
   compile_s = _compile_seconds["total"]
   best = max((max(v for v in r.history["val_acc"] if v is not None) for r in runs
               if any(v is not None for v in r.history["val_acc"])), default=float("nan"))
+  predicted = [p.predicted_seconds() for p in loop.plans]
   return {"members": len(runs), "buckets": sum(len(p.buckets) for p in loop.plans),
+          "predicted": sum(predicted) if None not in predicted else float("nan"),
           "programs": population.TRACE_COUNTS["train_epoch"] - before, "compile": compile_s,
           "train": total - compile_s, "total": total, "best": best}
 
@@ -108,13 +110,16 @@ def main(argv):
     results = {pack: _run(dataset_name, argv, dataset, pack) for pack in ("off", "auto")}
     off, auto = results["off"], results["auto"]
     print(f"\n({name}) {off['members']} members, train {cfg.train_subset}, 1 epoch")
-    print(f"  {'':6} {'programs':>8} {'compile s':>10} {'train s':>9} {'total s':>9} {'best val':>9}")
+    print(f"  {'':6} {'programs':>8} {'compile s':>10} {'train s':>9} {'total s':>9} "
+          f"{'predicted':>9} {'best val':>9}")
     for pack, r in results.items():
       print(f"  {pack:6} {r['programs']:8d} {r['compile']:10.1f} {r['train']:9.1f} "
-            f"{r['total']:9.1f} {r['best']:9.3f}")
+            f"{r['total']:9.1f} {r['predicted']:9.1f} {r['best']:9.3f}")
     print(f"  off/auto total: {off['total'] / auto['total']:.2f}x "
           f"(compile {off['compile'] / max(auto['compile'], 1e-9):.2f}x, "
-          f"train {off['train'] / max(auto['train'], 1e-9):.2f}x)", flush=True)
+          f"train {off['train'] / max(auto['train'], 1e-9):.2f}x); predicted "
+          f"{off['predicted'] / auto['predicted']:.2f}x; load average {os.getloadavg()[0]:.1f}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -215,3 +215,39 @@ def test_a_checkpoint_restores_packed_buckets():
   fresh.load_state_dict(meta, arrays)
   assert [c.spec for c in fresh.chunks] == [c.spec for c in loop.chunks]
   assert {i: r.row for i, r in fresh.members.items()} == {i: r.row for i, r in loop.members.items()}
+
+
+@pytest.mark.parametrize("name,argv", [
+    ("hyperband", ["--strategy=hyperband", "--epochs=9", "--eta=3", "--trials=2",
+                   "--space=lr=loguniform(0.01, 0.3)", "--seed=1", "--train_subset=311"]),
+    ("early_stopping", ["--strategy=grid", "--epochs=6", "--patience=1", "--monitor=val_loss",
+                        "--space=lr=grid(0.0, 0.1)", "--space=l2=grid(0.0, 0.001)",
+                        "--train_subset=312"]),
+])
+def test_the_dry_run_announces_what_hyperband_and_early_stopping_compile(tmp_path, name, argv):
+  """Rungs and retirement shrink chunks; on this CPU a small MLP's chunk then keeps its
+  compiled slot size (fillers cost less than a compile), so the sweep compiles exactly the one
+  program per bucket its dry run announced (each test has its own --train_subset: the jit
+  caches are process-wide and data shapes are part of a program)."""
+  import io
+  import json
+  import os
+  import re
+  from sweeps import cli, records
+  base = ["--dataset=circle", "--noprogress", "--test_top=0", "--space=model=mlp",
+          "--space=depth=int(1, 2)", "--space=widths=per_layer(depth, choice(4, 8))",
+          "--space=batch_size=50", "--val_subset=100", *argv]
+  out = io.StringIO()
+  cfg = cli.config_from_argv(["--dry_run", *base], "circle")
+  cli.run_sweep(cfg, *cli.validate(cfg), out=out)
+  announced = int(re.search(r"(\d+) compiled programs", out.getvalue()).group(1))
+  workdir = str(tmp_path / name)
+  cfg = cli.config_from_argv([f"--workdir={workdir}", *base], "circle")
+  cli.run_sweep(cfg, *cli.validate(cfg), out=io.StringIO())
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  recs = records.read_records(workdir)
+  assert any(r.status in ("pruned", "stopped") for r in recs)   # chunks did shrink
+  assert summary["programs_compiled"] == summary["programs_announced"] == announced
+  with open(os.path.join(workdir, "plan.json")) as f:
+    assert announced == len(json.load(f)[0]["buckets"])   # one program per bucket

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import member as member_lib
-from jaxnn import population
+from jaxnn import optim, population
 from jaxnn.member import BucketSpec
 from sweeps.strategies.base import Trial
 
@@ -197,6 +197,8 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
     row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
     if not isinstance(spec.schedule, str):
       row["schedule_index"] = 0.0
+    if not isinstance(spec.optimizer, str):
+      row["optimizer_index"] = 0.0
   else:
     row["l2"] = 0.0
   hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
@@ -301,12 +303,15 @@ class CostModel:
     compile_vmap: what a vmapped program (more than one slot) adds to a one-member program.
     step_seconds: the least a training step costs however small (launch, loop, occupancy: a
       step of one small member leaves an accelerator mostly idle).
+    update_seconds: one optimizer family's update of one parameter in one step (elementwise,
+      memory-bound); a bucket whose members use k families computes k updates.
   """
   flops_per_second: float
   compile_seconds: float
   step_seconds: float
   compile_per_layer: float = 0.0
   compile_vmap: float = 0.0
+  update_seconds: float = 0.0
 
   def compile(self, spec: BucketSpec, slots: int) -> float:
     """Predicted seconds to trace and compile `spec`'s programs at `slots` slots."""
@@ -322,6 +327,10 @@ class CostModel:
     batch = min(spec.batch_size, num_train)
     steps = max(num_train // batch, 1)
     train = 6.0 * macs * batch * slots / self.flops_per_second
+    if spec.model == "mlp":
+      families = len(optim.families(member_lib.optimizers(spec)))
+      params = estimate_params(spec, int(np.prod(input_shape)), num_classes)
+      train += families * params * slots * self.update_seconds
     return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots / self.flops_per_second
 
 
@@ -334,13 +343,18 @@ class CostModel:
 #     slots (no trend with width or slots: the epoch is matmul-bound from width 64 on) -> 28e9.
 # Other work on the machine slows compiles and matmuls alike (a quiet machine: ~4 s and ~80
 # GFLOP/s, NOTES.md), so what decides, compile seconds x FLOP/s (~350 GFLOP per program), holds.
+# An optimizer family's update: ~7 float32 arrays of the parameters' size read or written
+# (gradient, moments, parameters), ~28 bytes a parameter, at the few GB/s two busy cores
+# stream: 3e-9 s (an estimate, not measured).
 # GPU/TPU: not measured here (no device lent); small MLP steps are launch-bound there, so padding
 # is nearly free and every compile saved pays.
 COST_MODELS = {
     "cpu": CostModel(flops_per_second=28e9, compile_seconds=12.3, compile_per_layer=2.5,
-                     compile_vmap=3.0, step_seconds=2e-5),
-    "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4),
-    "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4),
+                     compile_vmap=3.0, step_seconds=2e-5, update_seconds=3e-9),
+    "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4,
+                     update_seconds=2e-11),
+    "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4,
+                     update_seconds=2e-11),
 }
 
 
@@ -430,7 +444,8 @@ def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_
   (`bucket_seconds`: one compile per bucket + every slot's padded compute, fillers included),
   or the fewest buckets within PACK_TOLERANCE of it: an exact dynamic program over the members
   in a 1-D order (contiguous runs become buckets; best[k][i] = the first i members in k
-  buckets), tried for two orders (by forward MACs; by layer widths), the better kept."""
+  buckets), tried for three orders (by forward MACs; by layer widths; by optimizer, then
+  MACs), the best kept."""
   fan_in = int(np.prod(input_shape))
   out = [(spec, members) for spec, members in groups if member_lib.pack_key(spec) is None]
   by_key: dict[BucketSpec, list] = {}
@@ -452,7 +467,9 @@ def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_
                           capacity=capacity, devices=devices)
 
   orders = (lambda m: (member_macs(m.spec, tuple(input_shape), num_classes), m.trial.member_id),
-            lambda m: (_mlp_shape(m.spec)[0], m.trial.member_id))
+            lambda m: (_mlp_shape(m.spec)[0], m.trial.member_id),
+            lambda m: (member_lib.optimizers(m.spec), member_macs(m.spec, tuple(input_shape),
+                                                                  num_classes), m.trial.member_id))
   for members in by_key.values():
     candidates = []   # (seconds, buckets, parts) per order and bucket count
     for order in orders:

@@ -67,6 +67,24 @@ def test_a_packed_member_trains_as_it_does_alone(common):
       assert np.all(leaf == 0), name              # member 1 has one layer
 
 
+def test_members_of_several_optimizer_families_train_as_they_do_alone():
+  """One program selects each member's optimizer family by an index (an array leaf): its
+  updates and state evolve as in its own program. sgd and momentum are one family."""
+  data = population.device_data(_toy_dataset(n_train=128, n_val=64, shape=(6,)))
+  configs = [dict(c, optimizer=o, lr=lr) for c, o, lr in zip(
+      CONFIGS + CONFIGS[:2], ["adam", "momentum", "rmsprop", "adagrad", "sgd"],
+      [0.01, 0.05, 0.003, 0.05, 0.1])]
+  bucket, resolved, rows = _packed(configs, batch_size=32, clip_norm=1.0)
+  assert bucket.optimizer == ("adagrad", "adam", "momentum", "rmsprop", "sgd")
+  assert [r["optimizer_index"] for r in rows] == [1.0, 2.0, 3.0, 0.0, 2.0]   # sgd = momentum
+  _, packed = population.train(bucket, rows, list(range(5)), data, 2)
+  for i, (spec, row) in enumerate(resolved):
+    _, alone = population.train(spec, [row], [i], data, 2)
+    for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+      np.testing.assert_allclose(packed[metric][i], alone[metric][0], rtol=RTOL, atol=ATOL,
+                                 err_msg=f"member {i} ({spec.optimizer}) {metric}")
+
+
 def test_initial_weights_are_those_at_the_true_shape():
   x = jnp.ones((3, 7))
   small = models.get_model("mlp", widths=(5, 3), num_classes=2, kernel_init="glorot_normal")

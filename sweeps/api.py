@@ -20,6 +20,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from sweeps import config as config_lib
+from sweeps import vocab
 
 UsageError = config_lib.UsageError
 SweepConfig = config_lib.SweepConfig
@@ -105,10 +106,9 @@ def records(workdir: str) -> list[Any]:
   return records_lib.read_records(workdir)
 
 
-def best(records_: Sequence[Any], objective: str = "val_acc") -> Any:
+def best(records_: Sequence[Any], objective: str = vocab.DEFAULT_OBJECTIVE) -> Any:
   """The record with the best value of `objective` (val_acc maximized, val_loss minimized)."""
-  from sweeps.strategies import base
-  sign = 1.0 if base.OBJECTIVES[objective] == "maximize" else -1.0
+  sign = 1.0 if vocab.OBJECTIVES[objective] == vocab.MAXIMIZE else -1.0
 
   def score(r):
     values = [v for v in r.history.get(objective, []) if v is not None and v == v]

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from jaxnn import export
 from sweeps import records as records_lib
+from sweeps import vocab
 
 FLAGS_FILE = "best.flags"
 JSON_FILE = "best.json"
@@ -91,7 +92,7 @@ def write(workdir: str, config: Mapping[str, Any], loop) -> dict[str, Any] | Non
       "reproducible": not exploits,
   }
   planned = record.params.get("epochs")
-  if isinstance(planned, int) and record.epochs_run < planned and record.status != "stopped":
+  if isinstance(planned, int) and record.epochs_run < planned and record.status != vocab.STOPPED:
     info["note"] = (f"the sweep ended this member after {record.epochs_run} of its {planned} "
                     f"planned epochs ({record.status}); best.flags trains all {planned}, whose "
                     f"first {record.epochs_run} are its curve")

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from sweeps import vocab
+
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -72,7 +74,7 @@ class SweepCheckpointer:
   def __call__(self, loop, force: bool) -> None:
     """The loop's checkpoint hook: called after every chunk-epoch and at phase boundaries
     (where `loop.phase` is 'ask')."""
-    if force or self.due(boundary=getattr(loop, "phase", None) == "ask"):
+    if force or self.due(boundary=getattr(loop, "phase", None) == vocab.ASK):
       self.save(loop)
 
   def due(self, boundary: bool) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from absl import app, flags
 
 from sweeps import config as config_lib
+from sweeps import vocab
 
 FLAGS = flags.FLAGS
 
@@ -377,7 +378,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   restored = resuming and checkpointer.restore(loop)
   if restored:
     plans = list(loop.restored_plans)
-    done = sum(m.status != "running" for m in loop.members.values())
+    done = sum(m.status != vocab.RUNNING for m in loop.members.values())
     print(f"resuming {workdir}: checkpoint {checkpointer.step}, phase {loop.phase}, "
           f"{done}/{len(loop.members)} members finished", file=out)
     if primary:
@@ -417,7 +418,7 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
   best = None
   try:
     runs = loop.run()
-    if loop.phase == "done":   # finished: one line per member, the winner out, one checkpoint
+    if loop.phase == vocab.DONE:   # finished: one line per member, the winner out, one checkpoint
       if primary:
         records_lib.compact_records(workdir)
         best = best_lib.write(workdir, previous_config(workdir) or cfg.to_json(), loop)

@@ -23,6 +23,8 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from sweeps import vocab
+
 
 class UsageError(ValueError):
   """Bad options: printed as one line each, exit status 2."""
@@ -150,13 +152,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("seeds", int, 3, "Ablation: repeats of every variant.", search=True, low=1),
     Option("cross", str, [], "Ablation: factors crossed into a grid (e.g. optimizer,activation).",
            search=True, list_=True),
-    Option("objective", str, "val_acc", "val_acc (maximized) or val_loss (minimized).",
+    Option("objective", str, vocab.DEFAULT_OBJECTIVE, "val_acc (maximized) or val_loss (minimized).",
            search=True, choices=_objectives),
     Option("patience", int, 0, "Early stopping patience in epochs (0: off).", search=True,
            low=0),
     Option("min_delta", float, 0.0, "Early stopping: smallest improvement that counts.",
            search=True, low=0.0),
-    Option("monitor", str, "val_loss", "Early stopping metric.", search=True,
+    Option("monitor", str, vocab.DEFAULT_MONITOR, "Early stopping metric.", search=True,
            choices=_objectives),
     Option("val_fraction", float, 0.2, "Validation share carved from train (stratified).",
            search=True, low=0.0, high=1.0, bounds="()", group="data"),

@@ -26,7 +26,7 @@ class EarlyStopping:
   """Per-member early stopping on a validation metric (patience 0: off)."""
   patience: int = 0
   min_delta: float = 0.0
-  monitor: str = "val_loss"
+  monitor: str = vocab.DEFAULT_MONITOR
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class MemberRun:
   param_count: int
   history: dict[str, list[float | None]] = dataclasses.field(
       default_factory=lambda: {m: [] for m in METRICS})
-  status: str = "running"
+  status: str = vocab.RUNNING
   target: int = 0
   wall_time: float = 0.0
   events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -49,7 +49,7 @@ class MemberRun:
 
   @property
   def epochs_run(self) -> int:
-    return len(self.history["val_acc"])
+    return len(self.history[vocab.VAL_ACC])
 
   def report(self) -> Report:
     return Report(self.trial.member_id, self.trial.config, self.epochs_run, self.history,
@@ -80,7 +80,7 @@ def best_epoch(history, objective) -> int | None:
 
 def improved(run: MemberRun, objective: str) -> bool:
   """Whether the epoch just recorded is the member's (first) best so far."""
-  return (run.status not in ("diverged", "failed") and run.epochs_run > 0
+  return (run.status not in vocab.FAILED_STATUSES and run.epochs_run > 0
           and best_epoch(run.history, objective) == run.epochs_run - 1)
 
 
@@ -94,6 +94,108 @@ def early_stop(value: float | None, best_monitor: float | None, since_best: int,
     return False, value, 0
   since_best += 1
   return since_best >= rule.patience, best_monitor, since_best
+
+
+def after_epoch(run: MemberRun, values: Mapping[str, Any], seconds: float,
+                rule: EarlyStopping) -> None:
+  """Records one epoch of a member from its host `values` (METRICS and `diverged`): a diverged
+  member gets no metrics for that epoch (it is frozen at its last finite state); the others
+  append their metrics and apply the early-stopping `rule`."""
+  run.wall_time += seconds
+  if values[vocab.DIVERGED]:
+    run.status = vocab.DIVERGED
+    run.reason = f"non-finite loss or parameters in epoch {run.epochs_run}"
+    run.events.append({"epoch": run.epochs_run, "kind": vocab.DIVERGED})
+    return
+  for metric in METRICS:
+    run.history[metric].append(finite(values[metric]))
+  if rule.patience <= 0:
+    return
+  stop, run.best_monitor, run.since_best = early_stop(
+      run.history[rule.monitor][-1], run.best_monitor, run.since_best, rule)
+  if stop:
+    run.status = vocab.STOPPED
+    run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
+    run.events.append({"epoch": run.epochs_run - 1, "kind": vocab.STOPPED})
+
+
+def wants_epoch(run: MemberRun, sync_at: int | None) -> bool:
+  """Whether a member trains another epoch in a phase that ends at `sync_at` (None: its
+  target)."""
+  if run.status != vocab.RUNNING or run.epochs_run >= run.target:
+    return False
+  return sync_at is None or run.epochs_run < sync_at
+
+
+def finish(runs) -> list[MemberRun]:
+  """Members at their target become complete; returns every finished one of `runs`."""
+  for run in runs:
+    if run.status == vocab.RUNNING and run.epochs_run >= run.target:
+      run.status = vocab.COMPLETE
+  return [run for run in runs if run.status != vocab.RUNNING]
+
+
+def stopped(run: MemberRun, status: str, reason: str) -> None:
+  """A strategy ended a member (Hyperband's pruning) with `status`."""
+  run.status, run.reason = status, reason or None
+  run.events.append({"epoch": run.epochs_run, "kind": status, "reason": reason})
+
+
+def promoted(run: MemberRun, epochs: int, reason: str) -> None:
+  """A strategy raised a member's target (Hyperband's promotion)."""
+  run.target = epochs
+  run.events.append({"epoch": run.epochs_run, "kind": "promoted", "to": epochs,
+                     "reason": reason})
+
+
+def extended(run: MemberRun, epochs: int) -> None:
+  """A resume with a larger --epochs raised a member's budget; a completed one runs again."""
+  if run.status == vocab.COMPLETE:
+    run.status = vocab.RUNNING
+    run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": epochs})
+  run.target = epochs
+  run.trial = dataclasses.replace(run.trial, epochs=epochs)
+
+
+def fail(run: MemberRun, reason: str) -> None:
+  """Marks a member failed (it never gets a model), with the reason."""
+  run.status, run.reason = vocab.FAILED, reason
+  run.events.append({"epoch": run.epochs_run, "kind": vocab.FAILED, "reason": reason})
+
+
+def exploit_row(child: MemberRun, config: Mapping[str, Any], bucket: member_lib.BucketSpec,
+                dataset, dtype: str) -> dict[str, Any]:
+  """The numeric row of `config` for `child`'s slot in `bucket` (padded, for packed buckets):
+  a PBT exploit may change numbers only, and the child keeps its seed.
+
+  Raises:
+    ValueError: `config` needs another program than `bucket`.
+  """
+  spec, row = member_lib.resolve(config, num_classes=dataset.num_classes,
+                                 num_train=dataset.train.x.shape[0])
+  spec = population.with_dtype(spec, dtype)
+  if not member_lib.fits(spec, bucket):
+    raise ValueError(f"exploit: member {child.trial.member_id} cannot take a config with "
+                     "another program (only numeric hyperparameters may change)")
+  return {**member_lib.fit_row(spec, row, bucket), "seed": child.row["seed"]}
+
+
+def exploited(child: MemberRun, parent: MemberRun, row: Mapping[str, Any],
+              config: Mapping[str, Any], reason: str) -> None:
+  """Bookkeeping of a PBT exploit: `child` goes on from `parent`'s weights with `row` and
+  `config`. A diverged child gets a new start: running again, and the epochs it did not train
+  stay empty (None) in its history, so it counts epochs like the others."""
+  if child.status == vocab.DIVERGED:
+    gap = parent.epochs_run - child.epochs_run
+    for values in child.history.values():
+      values.extend([None] * gap)
+    child.status, child.reason = vocab.RUNNING, None
+  child.row = dict(row)
+  before = dict(child.trial.config)   # kept in the event: the lineage plot draws both sides
+  child.trial = dataclasses.replace(child.trial, config=dict(config))
+  child.events.append({"epoch": child.epochs_run, "kind": "exploit",
+                       "parent": parent.trial.member_id, "config": dict(config),
+                       "previous": before, "reason": reason})
 
 
 def ranking(members: Mapping[int, MemberRun], objective: str) -> list[MemberRun]:

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from sweeps import vocab
+
 
 class SweepProgress:
   def __init__(self, *, enabled: bool = True, total_epochs: int | None = None, stream=None,
@@ -43,7 +45,7 @@ class SweepProgress:
       self.bucket_bar = tqdm(total=1, unit="epoch", file=self.stream, dynamic_ncols=True,
                              position=1, leave=False)
     runs = [loop.members[i] for i in chunk.ids]
-    alive = sum(r.status == "running" for r in runs)
+    alive = sum(r.status == vocab.RUNNING for r in runs)
     self.bar.total = self.total(loop)
     self.bar.update(done - self.bar.n)
     if self.current_chunk != id(chunk):
@@ -53,7 +55,7 @@ class SweepProgress:
     self.bucket_bar.n = max(r.epochs_run for r in runs)
     self.bucket_bar.set_postfix_str(f"alive {alive}/{len(runs)}")
     for r in runs:
-      accs = [a for a in r.history["val_acc"] if a is not None]
+      accs = [a for a in r.history[vocab.VAL_ACC] if a is not None]
       if accs and (self.best is None or max(accs) > self.best):
         self.best = max(accs)
     self.bar.set_postfix_str(
@@ -64,13 +66,13 @@ class SweepProgress:
     """Member-epochs of the whole sweep as far as they are known now (see the docstring)."""
     if self.total_epochs is not None:
       return self.total_epochs
-    known = sum(r.target if r.status == "running" else r.epochs_run
+    known = sum(r.target if r.status == vocab.RUNNING else r.epochs_run
                 for r in loop.members.values())
     missing = max((self.expected_members or 0) - len(loop.members), 0) * self.epochs
     return known + missing
 
   def finished(self, records: Sequence[Any]) -> None:
-    self.finished_ids.update(r.member_id for r in records if r.status != "running")
+    self.finished_ids.update(r.member_id for r in records if r.status != vocab.RUNNING)
 
   def close(self) -> None:
     for bar in (self.bucket_bar, self.bar):

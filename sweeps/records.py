@@ -88,7 +88,7 @@ class Record:
   history: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)
   epochs_run: int = 0
   best_epoch: int | None = None
-  status: str = "running"
+  status: str = vocab.RUNNING
   wall_time: float = 0.0
   param_count: int = 0
   test: dict[str, float | None] | None = None
@@ -148,7 +148,7 @@ class Record:
     values = [v for _, v in self.finite_values(key)]
     if not values:
       return None
-    return max(values) if objective_direction(key) == "maximize" else min(values)
+    return max(values) if objective_direction(key) == vocab.MAXIMIZE else min(values)
 
   def best_epoch_for(self, objective: str) -> int | None:
     """The epoch whose `objective` is best: the engine's `best_epoch`, else the argbest."""
@@ -157,7 +157,7 @@ class Record:
     pairs = self.finite_values(objective)
     if not pairs:
       return None
-    sign = 1.0 if objective_direction(objective) == "maximize" else -1.0
+    sign = 1.0 if objective_direction(objective) == vocab.MAXIMIZE else -1.0
     return max(pairs, key=lambda p: (sign * p[1], -p[0]))[0]
 
   def objective_value(self, objective: str) -> float | None:
@@ -171,35 +171,35 @@ class Record:
 
   @property
   def best_val_acc(self) -> float | None:
-    return self.best("val_acc")
+    return self.best(vocab.VAL_ACC)
 
   @property
   def best_val_loss(self) -> float | None:
-    return self.best("val_loss")
+    return self.best(vocab.VAL_LOSS)
 
   @property
   def best_train_acc(self) -> float | None:
-    return self.best("train_acc")
+    return self.best(vocab.TRAIN_ACC)
 
   @property
   def best_train_loss(self) -> float | None:
-    return self.best("train_loss")
+    return self.best(vocab.TRAIN_LOSS)
 
   @property
   def final_val_acc(self) -> float | None:
-    return self.final("val_acc")
+    return self.final(vocab.VAL_ACC)
 
   @property
   def final_val_loss(self) -> float | None:
-    return self.final("val_loss")
+    return self.final(vocab.VAL_LOSS)
 
   @property
   def final_train_acc(self) -> float | None:
-    return self.final("train_acc")
+    return self.final(vocab.TRAIN_ACC)
 
   @property
   def final_train_loss(self) -> float | None:
-    return self.final("train_loss")
+    return self.final(vocab.TRAIN_LOSS)
 
   @property
   def test_acc(self) -> float | None:
@@ -378,7 +378,7 @@ def read_config(workdir: str | os.PathLike) -> dict[str, Any]:
 
 def sort_by_objective(records: Sequence[Record], objective: str) -> list[Record]:
   """Best member first by `objective`; members without a finite value last, ties by id."""
-  sign = -1.0 if objective_direction(objective) == "maximize" else 1.0
+  sign = -1.0 if objective_direction(objective) == vocab.MAXIMIZE else 1.0
 
   def key(r: Record):
     value = r.objective_value(objective)

@@ -29,13 +29,14 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
+from sweeps import vocab
 from sweeps.records import (Record, atomic_write_text, objective_direction, read_config,
                             read_records, sort_by_objective)
 from sweeps.reporting import lineage, plots, stats, study, table, tensorboard
 from sweeps.reporting.params import format_value
 
 REPORT_DIR = "report"
-DEFAULT_OBJECTIVE = "val_acc"
+DEFAULT_OBJECTIVE = vocab.DEFAULT_OBJECTIVE
 # What write_reports can render; the results table and summary are always written.
 ARTIFACTS = ("study", "tensorboard", "plots")
 
@@ -197,7 +198,7 @@ def compare_text(workdir_a: str, workdir_b: str) -> str:
   values = [b.objective_value(objective) if b else None for b in bests]
   if None not in values:
     diff = values[1] - values[0]
-    better = (diff > 0) == (objective_direction(objective) == "maximize")
+    better = (diff > 0) == (objective_direction(objective) == vocab.MAXIMIZE)
     verdict = "equal" if diff == 0 else f"{sweeps[1][0] if better else sweeps[0][0]} is better"
     lines.append(f"difference of best {objective} ({sweeps[1][0]} - {sweeps[0][0]}): "
                  f"{diff:+.4f} ({verdict})")
@@ -226,7 +227,7 @@ def merge_workdirs(workdirs: Sequence[str], out: str) -> list[Record]:
     names.add(read_config(workdir).get("study_name"))
     for record in records:
       old = merged.get(record.member_id)
-      if old is None or old.status == "running":
+      if old is None or old.status == vocab.RUNNING:
         merged[record.member_id] = record
   if len(names) != 1:
     raise ValueError(f"--merge: the workdirs belong to different studies: {sorted(map(str, names))}")

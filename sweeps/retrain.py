@@ -29,6 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sweeps import vocab
+
 RETRAIN_DIR = "retrain"
 
 
@@ -83,9 +85,9 @@ def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = 
       raise ValueError(f"--{name}: got {value}; allowed: an integer >= 1")
   if epochs is not None and epochs < 1:
     raise ValueError(f"--epochs: got {epochs}; allowed: an integer >= 1")
-  objective = config.get("objective", "val_acc")
+  objective = config.get("objective", vocab.DEFAULT_OBJECTIVE)
   ranked = [r for r in records_lib.sort_by_objective(records_lib.read_records(workdir), objective)
-            if r.status in ("complete", "stopped", "pruned") and r.objective_value(objective)
+            if r.status in vocab.RANKED_STATUSES and r.objective_value(objective)
             is not None][:top]
   if not ranked:
     raise ValueError(f"WORKDIR: {workdir} has no finished member to retrain")
@@ -114,11 +116,11 @@ def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = 
     loss, acc = jax.device_get(population.evaluate(spec, state, hparams, test_x, test_y,
                                                    device.mean, device.std))
     for k, ((rank, record, i, cfg), _) in enumerate(members):
-      bad = bool(history["diverged"][k])
+      bad = bool(history[vocab.DIVERGED][k])
       results.append({"rank": rank, "member_id": record.member_id, "seed": cfg["seed"],
                       "epochs": n_epochs, "test_acc": None if bad else float(acc[k]),
                       "test_loss": None if bad else float(loss[k]),
-                      "train_acc": float(history["train_acc"][k, -1]), "diverged": bad})
+                      vocab.TRAIN_ACC: float(history[vocab.TRAIN_ACC][k, -1]), vocab.DIVERGED: bad})
   results.sort(key=lambda r: (r["rank"], r["seed"]))
 
   summary = []
@@ -129,7 +131,7 @@ def retrain(workdir: str, *, top: int = 3, seeds: int = 3, epochs: int | None = 
     summary.append({
         "rank": rank, "member_id": record.member_id, "sweep_" + objective:
         record.objective_value(objective), "seeds": len(mine),
-        "diverged": sum(r["diverged"] for r in mine), "epochs": mine[0]["epochs"],
+        vocab.DIVERGED: sum(r[vocab.DIVERGED] for r in mine), "epochs": mine[0]["epochs"],
         "test_acc_mean": acc_mean, "test_acc_low": acc_low, "test_acc_high": acc_high,
         "test_loss_mean": loss_mean, "test_loss_low": loss_low, "test_loss_high": loss_high,
         "config": records_lib.to_jsonable(record.params)})
@@ -157,7 +159,7 @@ def format_summary(summary: Sequence[Mapping[str, Any]], objective: str, n_train
   header = ("rank", "member", f"sweep {objective}", "seeds", "epochs", "test_acc",
             "95% interval", "test_loss")
   rows = [(str(s["rank"]), str(s["member_id"]), num(s["sweep_" + objective]),
-           str(s["seeds"]) + (f" ({s['diverged']} diverged)" if s["diverged"] else ""),
+           str(s["seeds"]) + (f" ({s[vocab.DIVERGED]} diverged)" if s[vocab.DIVERGED] else ""),
            str(s["epochs"]), num(s["test_acc_mean"]),
            f"[{num(s['test_acc_low'])}, {num(s['test_acc_high'])}]", num(s["test_loss_mean"]))
           for s in summary]

@@ -1,90 +1,71 @@
-"""The sweep loop: drives a strategy over populations of live members.
+"""The sweep loop: drives a strategy over populations of live members. It only schedules.
 
     ask -> plan -> init chunks -> train epoch by epoch until a sync point -> on_sync actions
         -> finished members recorded and told -> compaction -> ask again ...
 
-A *chunk* here is a live population: one BucketSpec, a list of member ids, their stacked
-hyperparameters and state on the device. Members leave a chunk through one path, `_retire`:
-early-stopped (and, unless the strategy may revive them, diverged) members at the end of the
-epoch they stopped in, the others at the sync; the chunk is compacted at once (a gather), so
-retired members stop costing compute. PBT exploits copy a parent's state into a child's slot by
-indexing, also across chunks of the same bucket; a diverged member waits, frozen, for the next
-PBT sync, where it is replaced first.
-
-Every chunk runs at a *slot* size from sweeps/plan.py (`slot_size`): its first `len(ids)` slots
-are its members, the rest inactive fillers (copies of a member's row, `active` False), so a chunk
-that shrinks or starts short reuses a compiled program. Which programs a plan will compile is
-announced before it runs (`Plan.new_programs`), and what was really traced is counted from
-`population.TRACE_COUNTS` (`SweepLoop.summary`).
+A *chunk* (sweeps/chunks.py) is a live population: one BucketSpec, a list of member ids, their
+stacked hyperparameters and state on the device, at a slot size from sweeps/plan.py padded with
+inactive fillers, so a chunk that shrinks or starts short reuses a compiled program. Members
+leave a chunk through one path, `_retire`: early-stopped (and, unless the strategy may revive
+them, diverged) members at the end of the epoch they stopped in, the others at the sync; the
+chunk is compacted at once (a gather), so retired members stop costing compute. PBT exploits
+copy a parent's state into a child's slot, also across chunks of the same bucket; a diverged
+member waits, frozen, for the next PBT sync, where it is replaced first. An allocation failure,
+at init or in an epoch, takes one path too (`_back_off`, rules in sweeps/oom.py).
 
 Metrics come to the host once per epoch per chunk (one device_get of a few [members] arrays).
 The held-out test split is used only at the end, on the `test_top` best members by the
-validation objective, with each member's weights from its BEST epoch (the epoch that ranks it).
-Those weights are copied to the host during training, but only when a member's objective improves
-while it ranks in the current top K (K = max(test_top, 1)): a member outside the top K can enter
-it only by improving, and then it is copied. The best one is what a sweep exports.
+validation objective, with each member's weights from its BEST epoch (sweeps/kept.py).
 
-This module only schedules. How a population is reshaped (take, pad with fillers, gather, copy a
-slot, evaluate given weights) is `jaxnn/slots.py`; what is kept of each member (histories,
-early stopping, ranking, its checkpoint form) is `sweeps/members.py`; which programs are
-announced and how many were compiled is `sweeps/programs.py`.
+The rooms this module calls: `trainer` (default `jaxnn.population`: init, run an epoch,
+evaluate), `jaxnn/slots.py` (population surgery), `sweeps/members.py` (member bookkeeping:
+histories, early stopping, ranking), `sweeps/kept.py` (weights kept on the host),
+`sweeps/oom.py` (allocation failures), `sweeps/vectorize.py` (vmap or lax.map),
+`sweeps/programs.py` (programs announced and counted), `sweeps/loop_state.py` (what a
+checkpoint holds).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import member as member_lib
 from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
 from launch import multihost
+from sweeps import chunks as chunks_lib
+from sweeps import kept as kept_lib
+from sweeps import loop_state
 from sweeps import members as members_lib
+from sweeps import oom
 from sweeps import plan as plan_lib
 from sweeps import programs as programs_lib
+from sweeps import vectorize as vectorize_lib
 from sweeps import vocab
+from sweeps.chunks import Chunk, gather
 from sweeps.members import EarlyStopping, MemberRun
+from sweeps.oom import SimulatedOutOfMemory, is_out_of_memory  # noqa: F401  (public names)
 from sweeps.records import Record
 from sweeps.strategies import base
 from sweeps.strategies.base import Exploit, Extend, Stop, Trial
 
-METRICS = vocab.METRICS
-
-@dataclasses.dataclass
-class Chunk:
-  """A live population of one bucket."""
-  spec: member_lib.BucketSpec
-  ids: list[int]
-  hparams: dict[str, jax.Array]
-  state: population.MemberState | None   # None until initialized (see SweepLoop._init_chunks)
-  member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
-  vectorize: str | None = None   # 'vmap' or 'map' once chosen (see SweepLoop._choose_vectorize)
-  slots: int = 0   # the compiled population size: ids fill the first slots, fillers the rest
-
-  def __post_init__(self):
-    self.slots = self.slots or len(self.ids)
-
-  def index(self, member_id: int) -> int:
-    return self.ids.index(member_id)
-
-
-def _gather(chunk: "Chunk", positions: Sequence[int], slots: int) -> "Chunk":
-  """A new chunk of the members at `positions`, padded with fillers to `slots`."""
-  hparams, state = slots_lib.gather(chunk.hparams, chunk.state, positions, slots)
-  return Chunk(chunk.spec, [chunk.ids[i] for i in positions], hparams, state,
-               chunk.member_bytes, chunk.vectorize, slots)
-
 
 class SweepLoop:
-  """Runs one strategy to the end over one data set. Pure engine: no flags, no printing."""
+  """Runs one strategy to the end over one data set. Pure engine: no flags, no printing.
 
-  def __init__(self, strategy: base.Strategy, dataset, *, objective: str = "val_acc",
+  Args:
+    trainer: what runs a population: `jaxnn.population` (the default), or any object with its
+      `init(spec, hparams, data)`, `run_epoch(spec, state, hparams, data, vectorize=, block=,
+      retryable=)` and `evaluate(spec, state, hparams, x, y, mean, std)`. Strategy tests pass
+      a stub whose metrics are a known function of each member's hyperparameters.
+  """
+
+  def __init__(self, strategy: base.Strategy, dataset, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                early_stopping: EarlyStopping = EarlyStopping(), test_top: int = 5,
                memory_budget_bytes: int | None = None,
                on_record: Callable[[list[Record]], None] | None = None,
@@ -92,17 +73,13 @@ class SweepLoop:
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
                on_plan: Callable[[plan_lib.Plan], None] | None = None, dtype: str = "float32",
-               pack: str = "auto"):
+               pack: str = "auto", trainer: Any = population):
     self.strategy = strategy
+    self.trainer = trainer
     self.dtype = dtype   # compute dtype of every bucket (population.with_dtype)
     self.dataset = dataset
-    # Several devices: each chunk's members are split over them ('members' mesh axis), the
-    # data replicated; the same jitted programs then run SPMD.
-    self.mesh = mesh_lib.member_mesh() if jax.device_count() > 1 else None
+    self.mesh, self.data = chunks_lib.place_data(dataset)
     self.devices = self.mesh.size if self.mesh is not None else 1
-    self.data = population.device_data(dataset)
-    if self.mesh is not None:
-      self.data = mesh_lib.place_data(self.data, self.mesh)
     self.objective = objective
     self.early_stopping = early_stopping
     self.test_top = test_top
@@ -111,49 +88,26 @@ class SweepLoop:
     self.on_epoch = on_epoch or (lambda loop, chunk: None)
     self.on_checkpoint = on_checkpoint or (lambda loop, force: None)
     self.on_plan = on_plan or (lambda plan: None)   # after a plan's chunks are initialized
-    self.phase = "ask"            # ask | train | test | done
+    self.phase = vocab.ASK        # ASK | TRAIN | TEST | DONE (vocab)
     self.sync_at: int | None = None
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
     self.simulate_device_bytes = simulate_device_bytes
-    self.conv_vectorize = conv_vectorize
     self.pack = pack   # 'auto' | 'off': may members of different MLP shapes share a program
     self.restored_plans: list[dict[str, Any]] = []
     self.members: dict[int, MemberRun] = {}
     self.chunks: list[Chunk] = []
     self.plans: list[plan_lib.Plan] = []
-    # member_id -> (params, batch_stats) at its best epoch, on host, for the current top K only
-    self._kept: dict[int, tuple[Any, Any]] = {}
-    # member_id -> final MemberState (on host) of members that completed their budget, kept only
-    # for strategies whose --epochs a resume may raise (they continue from it): a finished
-    # sweep's checkpoint then holds what one taken while all of them trained held, no more.
-    self.keep_final = "epochs" in getattr(strategy, "extends", ())
-    self.best_copies = 0   # members' best-epoch weights copied to the host (a cost figure)
-    self._final: dict[int, Any] = {}
+    self.kept = kept_lib.Kept(keep_final="epochs" in getattr(strategy, "extends", ()))
     self.on_announce: Callable[[str], None] = lambda line: None   # compiles not in a plan
+    self._mode = functools.partial(vectorize_lib.mode, sharded=self.mesh is not None,
+                                   conv_vectorize=conv_vectorize)
     self.programs = programs_lib.Programs(self.data, self.devices, self._mode)
     self.seconds = {"checkpoint": 0.0}
 
   def slot_size(self, members: int) -> int:
     return plan_lib.slot_size(members, self.devices)
 
-  # ------------------------------------------------------------- programs: predicted, counted
-
-  def _mode(self, spec, slots: int) -> str:
-    """How a chunk of `slots` runs: 'vmap', 'map', or 'auto' (probed; conv buckets only)."""
-    if self.mesh is not None:   # members split over devices: lax.map would gather them all
-      return "vmap"
-    if slots == 1:   # one member: the plain, unbatched program (vmap of one member still
-      return "map"   # batches every matmul and conv)
-    convolutional = member_lib.models.model_entry(spec.model).convolutional
-    if not convolutional or self.conv_vectorize == "auto":
-      return "auto" if convolutional else "vmap"
-    return self.conv_vectorize
-
-  @property
-  def programs_announced(self) -> int:
-    return self.programs.announced
-
-  def _announce(self, chunks: Sequence["Chunk"], why: str) -> None:
+  def _announce(self, chunks: Sequence[Chunk], why: str) -> None:
     """Announces the compiles a change of chunk sizes (compaction, split, resume) will cause."""
     line = self.programs.announce(chunks, why)
     if line:
@@ -193,87 +147,59 @@ class SweepLoop:
 
   def _init_chunks(self, spec, ids, rows, member_bytes, slots=None) -> list[Chunk]:
     """Initializes a chunk padded to `slots` (default: its own slot size); on an allocation
-    failure splits it in halves and retries."""
+    failure backs off (`_back_off`) and initializes what that leaves."""
     slots = slots or self.slot_size(len(ids))
     try:
-      self._check_memory(member_bytes * slots)
-      hparams = jax.tree_util.tree_map(
-          jnp.asarray, population.stack_rows(slots_lib.padded(rows, slots),
-                                             slots_lib.padded(ids, slots)))
-      state = slots_lib.without_fillers(population.init(spec, hparams, self.data), len(ids))
+      oom.check_memory(member_bytes * slots, self.simulate_device_bytes)
+      hparams = slots_lib.stacked(rows, ids, slots)
+      state = slots_lib.without_fillers(self.trainer.init(spec, hparams, self.data), len(ids))
       return [Chunk(spec, ids, hparams, state, member_bytes, slots=slots)]
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
-      if not is_out_of_memory(e):
-        raise
-      if self.slot_size(len(ids)) < slots:   # a short chunk padded to its bucket's size
-        self._announce([Chunk(spec, ids, {}, None, slots=self.slot_size(len(ids)))],
-                       "out-of-memory retry without fillers")
-        return self._init_chunks(spec, ids, rows, member_bytes)
-      half = len(ids) // 2
-      if len(ids) == 1 or self.slot_size(len(ids) - half) >= slots:   # halves would not shrink
-        for member_id in ids:
-          self._fail(member_id, f"out of memory even alone: {_first_line(e)}")
-        return []
-      self._note_split(ids, half, e)
-      self._announce([Chunk(spec, part, {}, None, slots=self.slot_size(len(part)))
-                      for part in (ids[:half], ids[half:])], "out-of-memory split")
-      # (the program of the failed size may now never be traced: announced, not compiled)
-      return (self._init_chunks(spec, ids[:half], rows[:half], member_bytes)
-              + self._init_chunks(spec, ids[half:], rows[half:], member_bytes))
+      parts = self._back_off(Chunk(spec, ids, {}, None, member_bytes, slots=slots), e)
+      row_of = dict(zip(ids, rows))
+      return [c for part in parts
+              for c in self._init_chunks(spec, part.ids, [row_of[i] for i in part.ids],
+                                         member_bytes)]
 
-  def _note_split(self, ids, half, error) -> None:
+  def _back_off(self, chunk: Chunk, error: Exception) -> list[Chunk]:
+    """The one out-of-memory path (init or epoch; other errors are raised again): the chunks
+    to retry `chunk` as, from the state before: without its fillers, or its two halves; none
+    when its members fail (alone, or halves that would not shrink), recorded with the reason.
+    A chunk without state (at init) gives its parts without state too."""
+    if not oom.is_out_of_memory(error):
+      raise error
+    ids, n = chunk.ids, len(chunk.ids)
+    why, bounds = oom.back_off(n, chunk.slots, self.devices)
     for member_id in ids:
       run = self.members[member_id]
-      run.events.append({"epoch": run.epochs_run, "kind": "split",
-                         "reason": f"chunk of {len(ids)} out of memory, retried as {half}+"
-                                   f"{len(ids) - half}: {_first_line(error)}"})
-
-  def _check_memory(self, nbytes: int) -> None:
-    if self.simulate_device_bytes is not None and nbytes > self.simulate_device_bytes:
-      raise SimulatedOutOfMemory(
-          f"RESOURCE_EXHAUSTED: simulated: {nbytes / 2**20:.1f} MiB needed, "
-          f"{self.simulate_device_bytes / 2**20:.1f} MiB available")
+      if why == oom.FAIL:
+        self._fail(member_id, f"out of memory even alone: {oom.first_line(error)}")
+      elif why == oom.SPLIT:
+        run.events.append(oom.split_event(run.epochs_run, n, error))
+    parts = [gather(chunk, list(range(a, b)), self.slot_size(b - a)) if chunk.state is not None
+             else Chunk(chunk.spec, ids[a:b], {}, None, chunk.member_bytes,
+                        slots=self.slot_size(b - a))
+             for a, b in bounds]
+    # (the program of the failed size may now never be traced: announced, not compiled)
+    self._announce(parts, why)
+    return parts
 
   def _fail(self, member_id: int, reason: str) -> None:
     run = self.members[member_id]
-    run.status, run.reason = "failed", reason
-    run.events.append({"epoch": run.epochs_run, "kind": "failed", "reason": reason})
+    members_lib.fail(run, reason)
     self.on_record([run.record(self.objective)])
     self.strategy.tell(run.report())
 
   # ------------------------------------------------------------------------------ training
 
-  def _wants_epoch(self, run: MemberRun, sync_at: int | None) -> bool:
-    if run.status != "running" or run.epochs_run >= run.target:
-      return False
-    return sync_at is None or run.epochs_run < sync_at
-
   def train_chunk(self, chunk: Chunk) -> None:
-    """Trains a chunk to the phase's end; on an allocation failure the chunk is split in halves
-    (fillers shed first) and each half retried from the state before the failed epoch, down
-    to single members, which are then recorded as failed with the reason."""
+    """Trains a chunk to the phase's end; on an allocation failure backs off (`_back_off`)
+    and trains each part from the state before the failed epoch."""
     try:
       self._train_chunk(chunk)
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled
-      if not is_out_of_memory(e):
-        raise
       position = self.chunks.index(chunk)
-      if self.slot_size(len(chunk.ids)) < chunk.slots:   # shed the fillers first
-        smaller = _gather(chunk, list(range(len(chunk.ids))), self.slot_size(len(chunk.ids)))
-        self._announce([smaller], "out-of-memory retry without fillers")
-        self.chunks[position] = smaller
-        self.train_chunk(smaller)
-        return
-      half = len(chunk.ids) // 2
-      if len(chunk.ids) == 1 or self.slot_size(len(chunk.ids) - half) >= chunk.slots:
-        self.chunks.pop(position)
-        for member_id in chunk.ids:
-          self._fail(member_id, f"out of memory even alone: {_first_line(e)}")
-        return
-      self._note_split(chunk.ids, half, e)
-      parts = [_gather(chunk, list(range(a, b)), self.slot_size(b - a))
-               for a, b in ((0, half), (half, len(chunk.ids)))]
-      self._announce(parts, "out-of-memory split")
+      parts = self._back_off(chunk, e)
       self.chunks[position:position + 1] = parts
       for part in parts:
         self.train_chunk(part)
@@ -282,195 +208,78 @@ class SweepLoop:
     runs = [self.members[i] for i in chunk.ids]
     sync_at = self.sync_at
     while True:
-      wants = np.array([self._wants_epoch(r, sync_at) for r in runs])
+      wants = np.array([members_lib.wants_epoch(r, sync_at) for r in runs])
       if not wants.any():
         return
       wants = np.pad(wants, (0, chunk.slots - len(runs)))   # fillers never train
       if self.mesh is not None:   # no copy when already placed
         chunk.hparams, chunk.state = mesh_lib.place_population(chunk.hparams, chunk.state,
                                                                self.mesh)
-      self._choose_vectorize(chunk)
+      vectorize_lib.choose(chunk, self.programs, self.data, self._mode, runs,
+                           self.trainer.run_epoch)
       chunk.state = population.set_active(chunk.state, jnp.asarray(wants))
       start = time.perf_counter()
       # Not donated: if the epoch fails to allocate, chunk.state is still the state before it.
-      state, metrics = population.run_epoch(
+      state, metrics = self.trainer.run_epoch(
           chunk.spec, chunk.state, chunk.hparams, self.data, vectorize=chunk.vectorize,
           block=population.default_block(chunk.spec), retryable=True)
       # A simulated failure lands where a real one does: after the program was called.
-      self._check_memory(chunk.member_bytes * chunk.slots)
+      oom.check_memory(chunk.member_bytes * chunk.slots, self.simulate_device_bytes)
       chunk.state = state
       # One sync per epoch; with several processes a collective that gathers every member's
       # metrics into every process (each process then takes the same decisions).
-      host = multihost.to_host({**metrics, "diverged": chunk.state.diverged})
+      host = multihost.to_host({**metrics, vocab.DIVERGED: chunk.state.diverged})
       share = (time.perf_counter() - start) / max(int(wants.sum()), 1)
       for i, run in enumerate(runs):
         if wants[i]:
-          self._after_epoch(run, {k: host[k][i] for k in host}, share)
-      self._keep_best(chunk, [i for i, run in enumerate(runs)
-                              if wants[i] and members_lib.improved(run, self.objective)])
+          members_lib.after_epoch(run, {k: host[k][i] for k in host}, share, self.early_stopping)
+      improved = [i for i, run in enumerate(runs)
+                  if wants[i] and members_lib.improved(run, self.objective)]
+      if improved:
+        self.kept.keep_best(chunk, improved, self.top_ids())
       self.on_epoch(self, chunk)
-      gone = [r for r in runs if r.status == "stopped"
-              or (r.status == "diverged" and not self._may_revive())]
-      if gone:
+      gone = [r for r in runs if r.status == vocab.STOPPED
+              or (r.status == vocab.DIVERGED and not self._may_revive())]
+      if gone:   # (an emptied chunk ends the loop: no member wants an epoch)
         self._retire(gone, why="early-stopping compaction")
-        if not chunk.ids:
-          self.checkpoint()
-          return
         runs = [self.members[i] for i in chunk.ids]
       self.checkpoint()
-
-  PROBE_BATCHES = programs_lib.PROBE_BATCHES
-
-  def _choose_vectorize(self, chunk: Chunk) -> None:
-    """Picks vmap or lax.map for a chunk, once per program. vmap makes convolutions grouped
-    convolutions, which can be slower than running the members one after another, so for
-    convolutional buckets ('auto') both are timed on a probe epoch of a few batches (on a copy
-    of the state, after a warm-up call that compiles) and the faster is kept and recorded as an
-    event; later chunks of the same program (same slot size) take the same choice."""
-    entry = self.programs.entry(chunk.spec, chunk.slots)
-    if chunk.vectorize is None:
-      self._pick_vectorize(chunk, entry)
-    self.programs.traced(chunk.spec, chunk.slots, chunk.vectorize)
-
-  def _pick_vectorize(self, chunk: Chunk, entry: dict[str, Any]) -> None:
-    mode = self._mode(chunk.spec, chunk.slots)
-    if mode != "auto":
-      chunk.vectorize = mode
-      return
-    if entry["choice"] is not None:
-      chunk.vectorize = entry["choice"]
-      self._note_vectorize(chunk, entry["seconds"])
-      return
-    n = min(self.data.train_x.shape[0], self.PROBE_BATCHES * chunk.spec.batch_size)
-    probe = self.data._replace(train_x=self.data.train_x[:n], train_y=self.data.train_y[:n],
-                               val_x=self.data.val_x[:chunk.spec.batch_size],
-                               val_y=self.data.val_y[:chunk.spec.batch_size])
-    seconds = {}
-    for vectorize in population.VECTORIZE:
-      for timed in (False, True):
-        state = jax.tree_util.tree_map(jnp.copy, chunk.state)
-        start = time.perf_counter()
-        jax.block_until_ready(population.run_epoch(
-            chunk.spec, state, chunk.hparams, probe, vectorize=vectorize,
-            block=population.default_block(chunk.spec)))
-        if timed:
-          seconds[vectorize] = round(time.perf_counter() - start, 4)
-    chunk.vectorize = min(seconds, key=seconds.get)
-    entry["choice"], entry["seconds"] = chunk.vectorize, seconds
-    self.programs.probed(chunk.spec, chunk.slots)
-    self._note_vectorize(chunk, seconds)
-
-  def _note_vectorize(self, chunk: Chunk, seconds: Mapping[str, float]) -> None:
-    for member_id in chunk.ids:
-      run = self.members[member_id]
-      run.events.append({"epoch": run.epochs_run, "kind": "vectorize",
-                         "choice": chunk.vectorize, "probe_seconds": seconds})
 
   def _may_revive(self) -> bool:
     """Whether the strategy can give a diverged member a new start at its next sync (PBT
     replaces diverged members first), so it waits, frozen, for that sync instead of retiring."""
     return self.strategy.sync_every() is not None
 
-  def _after_epoch(self, run: MemberRun, values: Mapping[str, Any], seconds: float) -> None:
-    run.wall_time += seconds
-    if values["diverged"]:
-      run.status = "diverged"
-      run.reason = f"non-finite loss or parameters in epoch {run.epochs_run}"
-      run.events.append({"epoch": run.epochs_run, "kind": "diverged"})
-      return
-    for metric in METRICS:
-      run.history[metric].append(members_lib.finite(values[metric]))
-    self._early_stop(run)
-
-  def _early_stop(self, run: MemberRun) -> None:
-    rule = self.early_stopping
-    if rule.patience <= 0:
-      return
-    stop, run.best_monitor, run.since_best = members_lib.early_stop(
-        run.history[rule.monitor][-1], run.best_monitor, run.since_best, rule)
-    if stop:
-      run.status = "stopped"
-      run.reason = f"no {rule.monitor} improvement > {rule.min_delta} for {rule.patience} epochs"
-      run.events.append({"epoch": run.epochs_run - 1, "kind": "stopped"})
-
   # ---------------------------------------------------------------------- strategy actions
-
-  def _locate(self, member_id: int) -> tuple[Chunk, int]:
-    for chunk in self.chunks:
-      if member_id in chunk.ids:
-        return chunk, chunk.index(member_id)
-    raise KeyError(member_id)
 
   def apply(self, actions: Sequence[base.Action]) -> None:
     for action in actions:
       run = self.members[action.member_id]
       if isinstance(action, Stop):
-        run.status = action.status
-        run.reason = action.reason or None
-        run.events.append({"epoch": run.epochs_run, "kind": action.status,
-                           "reason": action.reason})
+        members_lib.stopped(run, action.status, action.reason)
       elif isinstance(action, Extend):
-        run.target = action.epochs
-        run.events.append({"epoch": run.epochs_run, "kind": "promoted", "to": action.epochs,
-                           "reason": action.reason})
+        members_lib.promoted(run, action.epochs, action.reason)
       elif isinstance(action, Exploit):
         self._exploit(action)
       else:
         raise TypeError(f"unknown action {action!r}")
 
   def _exploit(self, action: Exploit) -> None:
-    child_chunk, ci = self._locate(action.member_id)
-    parent_chunk, pi = self._locate(action.parent_id)
+    child_chunk, ci = chunks_lib.locate(self.chunks, action.member_id)
+    parent_chunk, pi = chunks_lib.locate(self.chunks, action.parent_id)
     child = self.members[action.member_id]
-    spec, row = member_lib.resolve(action.config, num_classes=self.dataset.num_classes,
-                                   num_train=self.dataset.train.x.shape[0])
-    spec = population.with_dtype(spec, self.dtype)
-    if (not member_lib.fits(spec, child_chunk.spec) or child_chunk.spec != parent_chunk.spec):
+    if child_chunk.spec != parent_chunk.spec:
       raise ValueError(f"exploit: member {action.member_id} cannot take a config with another "
                        "program (only numeric hyperparameters may change)")
-    row = member_lib.fit_row(spec, row, child_chunk.spec)   # packed buckets: padded row
-    keep = {"member_id", "seed"}
-    row = {**row, "seed": child.row["seed"]}
-    state = child_chunk.state
-    if child.status == "diverged":
-      # A new start from the parent's state: the flags that froze it are cleared, and the
-      # epochs it did not train stay empty in its history, so it counts epochs like the others.
-      gap = self.members[action.parent_id].epochs_run - child.epochs_run
-      for values in child.history.values():
-        values.extend([None] * gap)
-      child.status, child.reason = "running", None
-      state = state.replace(active=state.active.at[ci].set(True),
-                            diverged=state.diverged.at[ci].set(False))
-    child_chunk.state = state.replace(
-        params=slots_lib.copy_slot(state.params, ci, parent_chunk.state.params, pi),
-        batch_stats=slots_lib.copy_slot(state.batch_stats, ci, parent_chunk.state.batch_stats,
-                                        pi),
-        opt_state=slots_lib.copy_slot(state.opt_state, ci, parent_chunk.state.opt_state, pi),
-        step=state.step.at[ci].set(parent_chunk.state.step[pi]))
-    new_row = population.stack_rows([row], [action.member_id])
-    child_chunk.hparams = {
-        k: v if k in keep else v.at[ci].set(jnp.asarray(new_row[k][0]))
-        for k, v in child_chunk.hparams.items()}
-    child.row = row
-    before = dict(child.trial.config)   # kept in the event: the lineage plot draws both sides
-    child.trial = dataclasses.replace(child.trial, config=dict(action.config))
-    child.events.append({"epoch": child.epochs_run, "kind": "exploit",
-                         "parent": action.parent_id, "config": dict(action.config),
-                         "previous": before, "reason": action.reason})
+    row = members_lib.exploit_row(child, action.config, child_chunk.spec, self.dataset,
+                                  self.dtype)
+    child_chunk.state = slots_lib.copy_member(child_chunk.state, ci, parent_chunk.state, pi,
+                                              revive=child.status == vocab.DIVERGED)
+    child_chunk.hparams = slots_lib.set_slot(child_chunk.hparams, ci, row, action.member_id)
+    members_lib.exploited(child, self.members[action.parent_id], row, action.config,
+                          action.reason)
 
   # ------------------------------------------------------------------------- finishing
-
-  def _finish_ready(self) -> list[MemberRun]:
-    """Members at their target become complete; returns every newly finished member."""
-    finished = []
-    for chunk in self.chunks:
-      for i in chunk.ids:
-        run = self.members[i]
-        if run.status == "running" and run.epochs_run >= run.target:
-          run.status = "complete"
-        if run.status != "running":
-          finished.append(run)
-    return finished
 
   def top_ids(self) -> set[int]:
     """Members (finished or live, not failed) whose best objective so far ranks in the top K,
@@ -478,50 +287,22 @@ class SweepLoop:
     values only improve, so a member that falls out can come back only by improving."""
     return members_lib.top_ids(self.members, self.objective, max(self.test_top, 1))
 
-  def _keep_best(self, chunk: Chunk, improved: Sequence[int]) -> None:
-    """Copies to the host the weights of the chunk positions `improved` (whose objective just
-    reached a new best) that rank in the top K; forgets weights that fell out of it."""
-    if not improved:
-      return
-    top = self.top_ids()
-    take = [i for i in improved if chunk.ids[i] in top]
-    if take:
-      # Every process takes part when the chunk spans several (a gather), and gets the copy.
-      params, stats = multihost.to_host((slots_lib.take(chunk.state.params, take),
-                                         slots_lib.take(chunk.state.batch_stats, take)))
-      for j, i in enumerate(take):
-        self._kept[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], (params, stats))
-      self.best_copies += len(take)
-    self._drop_kept(top)
-
-  def _drop_kept(self, top: set[int] | None = None) -> None:
-    top = self.top_ids() if top is None else top
-    for member_id in list(self._kept):
-      if member_id not in top:
-        del self._kept[member_id]
-
   def _retire(self, finished: Sequence[MemberRun], why: str = "compaction") -> None:
     """The one retire path (early stopped, diverged, complete, pruned): the members are
-    recorded, told to the strategy, their final state kept when asked (`keep_final`), and
+    recorded, told to the strategy, their final state kept when asked (sweeps/kept.py), and
     dropped from their chunks at once (a gather, in place), so they stop costing compute."""
     if not finished:
       return
     finished_ids = {r.trial.member_id for r in finished}
-    self._drop_kept()
-    if self.keep_final:
-      for chunk in self.chunks:
-        take = [i for i, m in enumerate(chunk.ids) if self.members[m].status == "complete"
-                and m in finished_ids]
-        if take:
-          # (a gather across processes)
-          host = multihost.to_host(slots_lib.take(chunk.state, take))
-          for j, i in enumerate(take):
-            self._final[chunk.ids[i]] = jax.tree_util.tree_map(lambda x: x[j:j + 1], host)
+    self.kept.drop(self.top_ids())
+    for chunk in self.chunks:
+      self.kept.keep_finals(chunk, [i for i, m in enumerate(chunk.ids) if m in finished_ids
+                                    and self.members[m].status == vocab.COMPLETE])
     records = [r.record(self.objective) for r in finished]
     self.on_record(records)
     for run in finished:
       self.strategy.tell(run.report())
-    for position, chunk in enumerate(self.chunks):
+    for chunk in self.chunks:
       keep = [i for i, m in enumerate(chunk.ids) if m not in finished_ids]
       if len(keep) < len(chunk.ids) and keep:
         # Gathered into the smallest slot size that holds the rest, or a larger one compiled
@@ -529,7 +310,7 @@ class SweepLoop:
         # freed slots become inactive fillers.
         left = max(self.members[chunk.ids[i]].target - self.members[chunk.ids[i]].epochs_run
                    for i in keep)
-        smaller = _gather(chunk, keep, self.programs.compact_slots(chunk.spec, len(keep), left))
+        smaller = gather(chunk, keep, self.programs.compact_slots(chunk.spec, len(keep), left))
         self._announce([smaller], why)
         chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
         chunk.slots = smaller.slots
@@ -540,95 +321,24 @@ class SweepLoop:
   def kept_weights(self, member_id: int) -> tuple[Any, Any] | None:
     """(params, batch_stats) of a top member at its best epoch, without the members axis;
     None when not kept (not in the top K)."""
-    if member_id not in self._kept:
-      return None
-    return jax.tree_util.tree_map(lambda x: x[0], self._kept[member_id])
+    return self.kept.weights(member_id)
 
   def ranking(self) -> list[MemberRun]:
     """Finished, non-diverged members best first by the best validation objective."""
     return members_lib.ranking(self.members, self.objective)
 
-  # ----------------------------------------------------------------------- checkpointing
+  # --------------------------------------------------------------- checkpointing, extending
 
   def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
     """(JSON-able bookkeeping, pytree of arrays): everything needed to continue exactly."""
-    meta = {
-        "phase": self.phase, "sync_at": self.sync_at, "strategy": self.strategy.state_dict(),
-        "members": [members_lib.member_meta(self.members[i]) for i in sorted(self.members)],
-        "chunks": [c.ids for c in self.chunks], "kept": sorted(self._kept),
-        "chunk_bytes": [c.member_bytes for c in self.chunks],
-        "chunk_vectorize": [c.vectorize for c in self.chunks],
-        "chunk_slots": [c.slots for c in self.chunks],
-        "plans": [p.to_json() for p in self.plans],
-    }
-    arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in self.chunks],
-              "kept": [self._kept[i] for i in sorted(self._kept)]}
-    if self._final:
-      meta["final"] = sorted(self._final)
-      arrays["final"] = [self._final[i] for i in sorted(self._final)]
-    return meta, arrays
+    return loop_state.state_dict(self)
 
   def abstract_arrays(self, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes of the arrays a checkpoint with this `meta` holds (restore target)."""
-    members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset, self.dtype)
-               for m in meta["members"]}
-
-    def abstract(ids, slots):
-      spec = members[ids[0]].spec
-      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(
-          slots_lib.padded([members[i].row for i in ids], slots), slots_lib.padded(ids, slots)))
-      state = jax.eval_shape(lambda h: population.init(spec, h, self.data), hparams)
-      return jax.eval_shape(lambda h: h, hparams), state
-
-    chunks = []
-    for ids, slots in zip(meta["chunks"], _chunk_slots(meta)):
-      hparams, state = abstract(ids, slots)
-      chunks.append(self._placed({"hparams": hparams, "state": state}, slots))
-    kept = []
-    for member_id in meta["kept"]:
-      _, state = abstract([member_id], 1)
-      kept.append(self._placed((state.params, state.batch_stats), None))
-    out = {"chunks": chunks, "kept": kept}
-    if meta.get("final"):
-      out["final"] = [self._placed(abstract([member_id], 1)[1], None)
-                      for member_id in meta["final"]]
-    return out
-
-  def _placed(self, tree, num_members: int | None):
-    """Restore targets carry where each array goes: with several processes Orbax must know the
-    sharding (each process reads only its shards). `num_members` None: replicated."""
-    if self.mesh is None:
-      return tree
-    split = mesh_lib.population_sharding(num_members or 1, self.mesh)
-    replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-
-    def place(x):
-      where = split if num_members and len(x.shape) > 0 else replicated
-      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where)
-
-    return jax.tree_util.tree_map(place, tree)
+    return loop_state.abstract_arrays(self, meta)
 
   def load_state_dict(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
-    self.phase, self.sync_at = meta["phase"], meta["sync_at"]
-    self.strategy.load_state_dict(meta["strategy"])
-    self.members = {m["trial"]["member_id"]: members_lib.member_from_meta(m, self.dataset,
-                                                                         self.dtype)
-                    for m in meta["members"]}
-    self.chunks = [Chunk(self.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
-                         int(nbytes), vectorize, slots)
-                   for ids, a, nbytes, vectorize, slots in zip(
-                       meta["chunks"], arrays["chunks"], meta["chunk_bytes"],
-                       meta["chunk_vectorize"], _chunk_slots(meta))]
-    self._announce(self.chunks, "resume")
-    # Kept and final weights live on the host, whatever the restore placed.
-    self._kept = {i: tuple(multihost.to_host(tuple(a)))
-                  for i, a in zip(meta["kept"], arrays["kept"])}
-    self._final = dict(zip(meta.get("final", []),
-                           multihost.to_host(list(arrays.get("final", [])))))
-    self.plans = []
-    self.restored_plans = list(meta["plans"])
-
-  # ----------------------------------------------------------------------------- extending
+    loop_state.load_state_dict(self, meta, arrays)
 
   def extend(self, old_epochs: int, new_epochs: int) -> list[int]:
     """After a restore with a larger budget (sweeps.cli checks the strategy allows it).
@@ -638,36 +348,7 @@ class SweepLoop:
     keeps the horizon it was planned with) up to `new_epochs`; live members' targets are raised;
     a strategy with more to ask (more --trials) is asked again. Returns the continued ids.
     """
-    continued = []
-    if new_epochs > old_epochs:
-      for run in self.members.values():
-        if run.status == "running" and run.target == old_epochs:
-          run.target = new_epochs
-          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
-      by_spec: dict[Any, list[int]] = {}
-      for member_id in sorted(self._final):
-        run = self.members[member_id]
-        if run.status == "complete" and run.target == old_epochs:
-          by_spec.setdefault(run.spec, []).append(member_id)
-      for spec, ids in by_spec.items():
-        for member_id in ids:
-          run = self.members[member_id]
-          run.status, run.target = "running", new_epochs
-          run.trial = dataclasses.replace(run.trial, epochs=new_epochs)
-          run.events.append({"epoch": run.epochs_run, "kind": "extended", "to": new_epochs})
-        states = [self._final.pop(i) for i in ids]
-        state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *states)
-        state = state.replace(active=~state.diverged)   # finishing had cleared `active`
-        hparams = jax.tree_util.tree_map(
-            jnp.asarray, population.stack_rows([self.members[i].row for i in ids], ids))
-        chunk = _gather(Chunk(spec, ids, hparams, state), list(range(len(ids))),
-                        self.slot_size(len(ids)))   # padded to a slot size like every chunk
-        self._announce([chunk], "extension")
-        self.chunks.append(chunk)
-        continued.extend(ids)
-    if self.phase in ("test", "done") and (continued or not self.strategy.done()):
-      self.phase = "ask"
-    return continued
+    return loop_state.extend(self, old_epochs, new_epochs)
 
   # ------------------------------------------------------------------------------ the loop
 
@@ -679,14 +360,14 @@ class SweepLoop:
     `sync_at`), 'done'.
     """
     self.programs.start()
-    while self.phase != "done":
-      if self.phase == "ask":
+    while self.phase != vocab.DONE:
+      if self.phase == vocab.ASK:
         trials = self.strategy.ask()
         if trials:
           self.start(trials)
         if not self.chunks:
           if self.strategy.done():
-            self.phase = "test"
+            self.phase = vocab.TEST
             break
           if not trials:
             raise RuntimeError(f"strategy {self.strategy.name} asked for nothing while nothing "
@@ -702,24 +383,24 @@ class SweepLoop:
       # Diverged members still in a chunk wait for this sync (see _may_revive): reported, so
       # the strategy can replace them; those it leaves are finished below.
       live = {m: self.members[m].report() for c in self.chunks for m in c.ids
-              if self.members[m].status in ("running", "diverged")}
+              if self.members[m].status in (vocab.RUNNING, vocab.DIVERGED)}
       self.apply(self.strategy.on_sync(live))
-      self._retire(self._finish_ready())
-      self.phase = "ask"
+      self._retire(members_lib.finish([self.members[i] for c in self.chunks for i in c.ids]))
+      self.phase = vocab.ASK
       self.checkpoint()   # counted like an epoch: saved when the interval is due
-    if self.phase == "test":
+    if self.phase == vocab.TEST:
       self.evaluate_test()
-      self.phase = "done"
+      self.phase = vocab.DONE
       self.checkpoint(force=True)
     return [self.members[i] for i in sorted(self.members)]
 
   def _begin_phase(self) -> None:
     """Fixes where this training phase ends: every live member's target, or the next multiple
     of the strategy's sync period (PBT) above the least-trained live member."""
-    self.phase = "train"
+    self.phase = vocab.TRAIN
     sync_every = self.strategy.sync_every()
     running = [self.members[i].epochs_run for c in self.chunks for i in c.ids
-               if self.members[i].status == "running"]
+               if self.members[i].status == vocab.RUNNING]
     self.sync_at = (min(running) // sync_every + 1) * sync_every if sync_every and running else None
 
   def checkpoint(self, force: bool = False) -> None:
@@ -739,51 +420,9 @@ class SweepLoop:
     test = self.dataset.test
     if self.test_top <= 0 or test.x.shape[0] == 0:
       return
-    records = []
-    for run in self.ranking()[:self.test_top]:
-      member_id = run.trial.member_id
-      if member_id not in self._kept:
-        continue
-      params, batch_stats = self._kept[member_id]
-      hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([run.row], [member_id]))
-      loss, acc = jax.device_get(slots_lib.evaluate_weights(
-          run.spec, params, batch_stats, hparams, jnp.asarray(test.x),
-          jnp.asarray(test.y, jnp.int32), self.data.mean, self.data.std))
-      run.test = {"loss": members_lib.finite(loss[0]), "acc": members_lib.finite(acc[0])}
-      records.append(run.record(self.objective))
-    self.on_record(records)
-
-
-def _chunk_slots(meta: Mapping[str, Any]) -> list[int]:
-  """Each checkpointed chunk's slot size (checkpoints from before slots: its member count)."""
-  return list(meta.get("chunk_slots") or [len(ids) for ids in meta["chunks"]])
-
-
-class SimulatedOutOfMemory(MemoryError):
-  """Raised in place of a real allocation failure when testing the back-off path."""
-
-
-# How XLA words an allocation failure (GPU BFC allocator, CUDA, TPU compile and run); the
-# status code alone is not enough: RESOURCE_EXHAUSTED also reports other exhausted resources.
-_XLA_OUT_OF_MEMORY = ("out of memory", "ran out of memory", "failed to allocate",
-                      "cuda_error_out_of_memory", "allocator ran out")
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-  """An allocation failure from XLA (compile or run) or the simulated one; nothing else."""
-  if isinstance(error, SimulatedOutOfMemory):
-    return True
-  if not isinstance(error, jax.errors.JaxRuntimeError):
-    return False
-  text = str(error)
-  return (text.startswith("RESOURCE_EXHAUSTED")
-          and any(words in text.lower() for words in _XLA_OUT_OF_MEMORY))
-
-
-def _first_line(error: BaseException) -> str:
-  return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    self.on_record([run.record(self.objective) for run in self.ranking()[:self.test_top]
+                    if self.kept.test(run, test.x, test.y, self.data, self.trainer.evaluate)])
 
 
 class Interrupted(Exception):
   """The loop stopped at an epoch boundary on request (SIGTERM/SIGINT) after checkpointing."""
-

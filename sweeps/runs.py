@@ -21,6 +21,7 @@ import sys
 from typing import Any, Sequence
 
 from sweeps import records as records_lib
+from sweeps import vocab
 
 RUNNING_FILE = "running.json"
 
@@ -58,11 +59,11 @@ def status(workdir: str, recs: Sequence[records_lib.Record]) -> str:
     except (OSError, ValueError):
       owner = {}
     if owner.get("host") != socket.gethostname():
-      return "running"   # another host: cannot check; its file says it runs
-    return "running" if _alive(int(owner.get("pid", -1))) else "interrupted"
-  if not recs or any(r.status == "running" for r in recs):
-    return "interrupted"
-  return "finished"
+      return vocab.RUNNING   # another host: cannot check; its file says it runs
+    return vocab.RUNNING if _alive(int(owner.get("pid", -1))) else vocab.INTERRUPTED
+  if not recs or any(r.status == vocab.RUNNING for r in recs):
+    return vocab.INTERRUPTED
+  return vocab.FINISHED
 
 
 def describe(workdir: str) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def describe(workdir: str) -> dict[str, Any]:
     recs = records_lib.read_records(workdir)
   except ValueError:
     recs = []
-  objective = config.get("objective", "val_acc")
+  objective = config.get("objective", vocab.DEFAULT_OBJECTIVE)
   ranked = records_lib.sort_by_objective([r for r in recs if not r.failed], objective)
   best = ranked[0].objective_value(objective) if ranked else None
   started = os.path.getmtime(os.path.join(workdir, records_lib.CONFIG_FILE))

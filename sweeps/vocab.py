@@ -1,11 +1,14 @@
 """The words of the sweep engine, each defined once: metrics, objectives and their direction,
-member statuses. The loop, the strategies, the records and the reports import them from here.
+member statuses, the loop's phases. The loop, the strategies, the records and the reports import
+them from here.
 """
 
 from __future__ import annotations
 
 # The per-epoch history every member keeps (one value per epoch, None where not finite).
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, LR = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, LR)
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 
@@ -14,7 +17,8 @@ MAXIMIZE, MINIMIZE = "maximize", "minimize"
 _KIND_DIRECTIONS = {"acc": MAXIMIZE, "accuracy": MAXIMIZE, "loss": MINIMIZE}
 
 # What a sweep may rank members by (--objective) or early-stop on (--monitor).
-OBJECTIVES = {"val_acc": MAXIMIZE, "val_loss": MINIMIZE}
+OBJECTIVES = {VAL_ACC: MAXIMIZE, VAL_LOSS: MINIMIZE}
+DEFAULT_OBJECTIVE, DEFAULT_MONITOR = VAL_ACC, VAL_LOSS
 
 # Member statuses: what the engine writes into records and tells strategies.
 RUNNING, COMPLETE, STOPPED, PRUNED, DIVERGED, FAILED = (
@@ -24,6 +28,13 @@ STATUSES = (COMPLETE, STOPPED, PRUNED, DIVERGED, FAILED, RUNNING)
 RANKED_STATUSES = (COMPLETE, STOPPED, PRUNED)
 # Finished without a usable model: never ranked, never a PBT parent.
 FAILED_STATUSES = (DIVERGED, FAILED)
+
+# The sweep loop's phases (a checkpoint records which one it was taken in): asking the strategy,
+# training chunks to the phase's sync point, the final test evaluation, finished.
+ASK, TRAIN, TEST, DONE = "ask", "train", "test", "done"
+
+# A whole sweep's state as `sweeps.runs` lists it (RUNNING as for a member).
+FINISHED, INTERRUPTED = "finished", "interrupted"
 
 # The reference variant of an ablation (what every other variant is compared with).
 BASELINE = "baseline"

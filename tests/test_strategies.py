@@ -1,19 +1,27 @@
-"""Strategies against the base.py contract, driven by a fake deterministic loop (tests/fake_loop).
+"""Strategies against the base.py contract, driven by the REAL sweep loop (sweeps/run.py) with a
+stub trainer (tests/stub_trainer.py): a member's metrics are a known function of its config.
 
-Every registered strategy runs to the end, is deterministic, and resumes from a JSON round trip
-of its state at *every* call boundary with the same asks, actions and tells as an uninterrupted
-run. Then each strategy's own promises, with counts from their formulas.
+Every registered strategy runs to the end through the loop's planning, chunks, retirement,
+Hyperband rungs, PBT exploits and checkpoints; it is deterministic, and resumes from a JSON round
+trip of its state at call boundaries (every call at once, and single calls spread over the run)
+with the same asks, actions and tells as an uninterrupted run; the whole loop resumes from its
+checkpoint state to the same records. Then each strategy's own promises, with counts from their
+formulas.
 """
 
+import functools
 import importlib.util
 import json
 import re
 
+import jax
 import optuna
 import pytest
 
-from fake_loop import FakeLoop, rebuilt
+from stub_trainer import Observed, StubTrainer, rebuilt, stub_dataset
 from sweeps import space as space_lib
+from sweeps import vocab
+from sweeps.run import EarlyStopping, SweepLoop
 from sweeps.strategies import STRATEGIES, common, make_strategy
 from sweeps.strategies import ablation as ablation_lib
 from sweeps.strategies import hyperband as hb
@@ -54,8 +62,33 @@ def _make(name, lines=None, settings=None):
   return make_strategy(name, space_lib.parse(lines or case_lines), settings or case_settings)
 
 
+DATASET = stub_dataset()
+
+
+class Sweep:
+  """One sweep of a strategy through the real loop and the stub trainer: `members` are the
+  loop's MemberRuns; `log`, `asks`, `syncs`, `told`, `calls` what the strategy saw."""
+
+  def __init__(self, strategy, rebuild_at=None, **loop_kwargs):
+    self.observed = Observed(strategy, rebuild_at)
+    self.trainer = StubTrainer()
+    self.loop = SweepLoop(self.observed, DATASET, trainer=self.trainer,
+                          **{"test_top": 1, **loop_kwargs})
+    self.loop.run()
+    self.members = dict(sorted(self.loop.members.items()))   # by member id
+
+  def __getattr__(self, name):   # log, asks, syncs, told, calls, strategy
+    return getattr(self.observed, name)
+
+
 def _run(name, **kwargs):
-  return FakeLoop(_make(name), **kwargs).run()
+  return Sweep(_make(name), **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(name):
+  """The uninterrupted sweep of CASES[name] (shared by the tests that compare with it)."""
+  return _run(name)
 
 
 # ------------------------------------------------------------------------------ every strategy
@@ -71,20 +104,55 @@ def test_registry_names_and_unknown_name():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_runs_to_the_end_deterministically(name):
-  first, second = _run(name), _run(name)
+  first, second = _reference(name), _run(name)
   assert first.log == second.log
-  assert first.members and all(m.status != "running" for m in first.members.values())
+  assert first.members and all(m.status != vocab.RUNNING for m in first.members.values())
   assert first.told == set(first.members), "every member is told exactly once"
+  assert not first.loop.chunks and first.loop.phase == "done"
   for m in first.members.values():
-    assert m.config["seed"] >= 0 and m.config["epochs"] >= 1
+    assert m.trial.config["seed"] >= 0 and m.trial.config["epochs"] >= 1
+  # The stub trained exactly the member-epochs the records show, fillers never.
+  assert first.trainer.epochs_run == sum(m.epochs_run + (m.status == vocab.DIVERGED)
+                                         for m in first.members.values())
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_resume_at_every_call_matches_uninterrupted(name):
-  reference = _run(name)
-  for point in range(reference.calls):
+  reference = _reference(name)
+  # Rebuilt before every call in one run, then before single calls spread over the run.
+  assert _run(name, rebuild_at="every").log == reference.log, f"{name}: rebuilt at every call"
+  for point in sorted({0, 1, reference.calls - 1, *range(2, reference.calls, 13)}):
     resumed = _run(name, rebuild_at=point)
     assert resumed.log == reference.log, f"{name}: resumed before call {point} differs"
+
+
+def _records(loop):
+  out = []
+  for run in sorted(loop.members.values(), key=lambda r: r.trial.member_id):
+    record = run.record(loop.objective).__dict__
+    out.append({k: v for k, v in record.items() if k != "wall_time"})
+  return out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_loop_resumes_from_its_checkpoint_state(name):
+  """A checkpoint's meta (JSON round trip) and arrays, taken at an epoch boundary in the middle
+  of the sweep, restore a fresh loop with a fresh strategy that ends with the same records."""
+  saved = []
+
+  def on_checkpoint(loop, force):
+    meta, arrays = loop.state_dict()
+    saved.append((json.loads(json.dumps(meta)), arrays))
+
+  reference = _run(name, on_checkpoint=on_checkpoint)
+  meta, arrays = saved[len(saved) // 2]
+  loop = SweepLoop(_make(name), DATASET, trainer=StubTrainer(), test_top=1)
+  target = loop.abstract_arrays(meta)
+  shapes = lambda tree: [(x.shape, x.dtype) for x in jax.tree_util.tree_leaves(tree)]
+  assert shapes(target) == shapes(arrays), "the restore target matches what was saved"
+  loop.load_state_dict(meta, arrays)
+  loop.run()
+  assert _records(loop) == _records(reference.loop)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -92,9 +160,9 @@ def test_the_seed_setting_reaches_every_members_config(name):
   lines, settings = CASES[name]
   other = make_strategy(name, space_lib.parse(lines), Settings(**{
       **settings.__dict__, "seed": settings.seed + 100}))
-  a, b = FakeLoop(_make(name)).run(), FakeLoop(other).run()
-  seeds_a = [m.config["seed"] for m in a.members.values()]
-  seeds_b = [m.config["seed"] for m in b.members.values()]
+  a, b = _reference(name), Sweep(other)
+  seeds_a = [m.trial.config["seed"] for m in a.members.values()]
+  seeds_b = [m.trial.config["seed"] for m in b.members.values()]
   assert [s + 100 for s in seeds_a] == seeds_b
 
 
@@ -124,17 +192,20 @@ def test_an_empty_space_fails_with_one_line(name):
 # -------------------------------------------------------------------------------------- grid
 
 def test_grid_trains_every_point_once():
-  loop = _run("grid")
+  loop = _reference("grid")
   # optimizer: sgd, adam (1 each) + momentum x 2 values = 4; lr 3; depth 1 -> 2 widths, 2 -> 4.
   assert len(loop.members) == 4 * 3 * (2 + 4) == 72
-  configs = {repr(sorted(m.config.items())) for m in loop.members.values()}
+  configs = {repr(sorted(m.trial.config.items())) for m in loop.members.values()}
   assert len(configs) == 72
   for m in loop.members.values():
-    assert ("momentum" in m.config) == (m.config["optimizer"] == "momentum")
-    assert "depth" not in m.config and len(m.config["widths"]) in (1, 2)
-    assert m.target == 2 and m.config["epochs"] == 2 and m.config["seed"] == 0
+    config = m.trial.config
+    assert ("momentum" in config) == (config["optimizer"] == "momentum")
+    assert "depth" not in config and len(config["widths"]) in (1, 2)
+    assert m.target == 2 and config["epochs"] == 2 and config["seed"] == 0
+    # lr=0.9 diverges in its second epoch (no metrics for it), every other member completes
+    assert (m.status, m.epochs_run) == (("diverged", 1) if config["lr"] == 0.9 else ("complete", 2))
   assert loop.asks == [72]
-  assert {m.status for m in loop.members.values()} == {"complete", "diverged"}   # lr=0.9 diverges
+  assert {m.status for m in loop.members.values()} == {"complete", "diverged"}
 
 
 def test_grid_over_epochs_sets_each_trials_epochs():
@@ -153,6 +224,29 @@ def test_an_empty_grid_fails_with_one_line():
 def test_grid_refuses_a_continuous_axis():
   with pytest.raises(space_lib.SpaceError, match=r"^lr: the grid strategy cannot enumerate"):
     make_strategy("grid", space_lib.parse(["lr=loguniform(1e-4, 1e-1)"]), Settings())
+
+
+def test_early_stopping_retires_members_at_the_epoch_the_rule_says():
+  """patience 1, min_delta 0.05 on val_acc: with the stub's curves (speed and quality from lr)
+  the gains fall to 0.0439 at epoch 4 (lr 0.001), 0.0458 at epoch 6 (lr 0.01) and 0.027 at
+  epoch 4 (lr 0.1). Stopped members leave their chunk at once (no more stub epochs, the chunk
+  compacted) and the best-epoch weights kept for the test split are those of their last epoch
+  (the stub's curves only rise)."""
+  sizes = []   # (members, slots) of the chunk at each epoch's end
+  strategy = make_strategy("grid", space_lib.parse(["lr=grid(0.001, 0.01, 0.1)"]),
+                           Settings(epochs=8))
+  trainer = StubTrainer()
+  loop = SweepLoop(Observed(strategy), DATASET, trainer=trainer, test_top=3,
+                   early_stopping=EarlyStopping(patience=1, min_delta=0.05, monitor="val_acc"),
+                   on_epoch=lambda loop, chunk: sizes.append((len(chunk.ids), chunk.slots)))
+  loop.run()
+  stops = {m.trial.config["lr"]: (m.status, m.epochs_run) for m in loop.members.values()}
+  assert stops == {0.001: ("stopped", 4), 0.01: ("stopped", 6), 0.1: ("stopped", 4)}
+  assert trainer.epochs_run == 4 + 6 + 4
+  assert sizes == [(3, 4)] * 4 + [(1, 1)] * 2
+  for m in loop.members.values():
+    assert m.record(loop.objective).best_epoch == m.epochs_run - 1
+    assert m.test["acc"] == pytest.approx(m.history["val_acc"][-1])
 
 
 # ------------------------------------------------------------------------------------ random
@@ -174,14 +268,14 @@ def test_random_is_reproducible_and_respects_the_space():
 # ------------------------------------------------------------------------------------- bayes
 
 def test_bayes_asks_in_batches_and_tells_every_member():
-  loop = _run("bayes")
+  loop = _reference("bayes")
   assert loop.asks == [6, 6, 4]
   study = loop.strategy.study
   assert study.direction == optuna.study.StudyDirection.MAXIMIZE
   assert len(study.trials) == 16
   for trial in study.trials:
     member = loop.members[trial.user_attrs["member_id"]]
-    assert trial.user_attrs["config"] == member.config
+    assert trial.user_attrs["config"] == member.trial.config
     if member.status == "diverged":
       assert trial.state == optuna.trial.TrialState.FAIL
     else:
@@ -222,10 +316,10 @@ def test_bayes_cmaes_runs_and_resumes():
   lines = ["lr=loguniform(1e-4, 0.3)", "momentum=uniform(0.5, 0.99)", "optimizer=choice(sgd, adam)"]
   settings = Settings(trials=8, batch=4, epochs=1, sampler="cmaes", seed=3)
   make = lambda: make_strategy("bayes", space_lib.parse(lines), settings)
-  reference = FakeLoop(make()).run()
+  reference = Sweep(make())
   assert isinstance(reference.strategy.study.sampler, optuna.samplers.CmaEsSampler)
   assert reference.asks == [4, 4] and len(reference.strategy.study.trials) == 8
-  assert FakeLoop(make(), rebuild_at=reference.calls // 2).run().log == reference.log
+  assert Sweep(make(), rebuild_at=reference.calls // 2).log == reference.log
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed")
@@ -271,12 +365,12 @@ def test_hyperband_brackets_follow_li_et_al():
 def _finals(loop):
   by_group = {}
   for m in loop.members.values():
-    by_group.setdefault(m.group, []).append((m.epochs_run, m.status))
+    by_group.setdefault(m.trial.group, []).append((m.epochs_run, m.status))
   return {g: sorted(v) for g, v in by_group.items()}
 
 
 def test_hyperband_prunes_and_promotes_by_the_formula():
-  loop = _run("hyperband")
+  loop = _reference("hyperband")
   assert loop.asks == [17] and loop.strategy.sync_every() == 1
   pruned, complete = "pruned", "complete"
   assert _finals(loop) == {
@@ -288,7 +382,7 @@ def test_hyperband_prunes_and_promotes_by_the_formula():
   decided = 0
   for sync in loop.syncs:
     for group in ("bracket2", "bracket1"):
-      acts = [a for a in sync["actions"] if loop.members[a.member_id].group == group]
+      acts = [a for a in sync["actions"] if loop.members[a.member_id].trial.group == group]
       if not acts:
         continue
       decided += 1
@@ -301,7 +395,7 @@ def test_hyperband_prunes_and_promotes_by_the_formula():
 
 
 def test_successive_halving_is_one_bracket_of_trials_configs():
-  loop = _run("successive_halving")
+  loop = _reference("successive_halving")
   assert loop.asks == [10]
   assert _finals(loop) == {"sh": [(1, "pruned")] * 7 + [(3, "pruned")] * 2 + [(9, "complete")]}
   strategy = make_strategy("successive_halving", space_lib.parse(HYPERBAND),
@@ -346,7 +440,7 @@ def _changes(reason):
 
 
 def test_pbt_exploits_the_bottom_with_perturbed_copies_of_the_top():
-  loop = _run("pbt")
+  loop = _reference("pbt")
   assert loop.asks == [8] and loop.strategy.sync_every() == 2
   assert [sorted(s["epochs"].values()) for s in loop.syncs] == [[2] * 8, [4] * 8, [6] * 8]
   assert [len(s["actions"]) for s in loop.syncs] == [2, 2, 0]   # int(0.25 * 8); none at the end
@@ -411,6 +505,30 @@ def test_pbt_ranks_by_the_latest_value_and_replaces_diverged_first():
   assert strategy.on_sync(done) == []
 
 
+def test_pbt_through_the_loop_replaces_every_diverged_member_at_its_sync():
+  """lr above the stub's DIVERGE_LR diverges in a member's second epoch: the member waits,
+  frozen, for the sync, where PBT gives it a parent's weights and config; its history keeps the
+  epoch it missed as None, and it trains on to the end like the others."""
+  space = space_lib.parse(["optimizer=momentum", "lr=loguniform(0.05, 2.0)"])
+  sweep = Sweep(make_strategy("pbt", space, Settings(batch=8, epochs=6, pbt_interval=2,
+                                                     pbt_fraction=0.25, seed=1)))
+  dead = [{i for i, status in sync["statuses"].items() if status == vocab.DIVERGED}
+          for sync in sweep.syncs]
+  assert dead[0], "the space makes some members diverge before the first sync"
+  for sync, gone in zip(sweep.syncs[:-1], dead):   # (the last sync, at epoch 6, exploits none)
+    children = {a.member_id: a for a in sync["actions"]}
+    assert gone <= set(children), "every diverged member is replaced at its sync"
+    assert all(vocab.DIVERGED in children[i].reason for i in gone)
+    assert all(sync["epochs"][i] < max(sync["epochs"].values()) for i in gone)
+  revived = set().union(*dead[:-1])
+  for member_id in revived:
+    m = sweep.members[member_id]
+    assert any(e["kind"] == "exploit" for e in m.events) and None in m.history["val_acc"]
+    assert m.epochs_run == 6 or m.status == vocab.DIVERGED   # (diverged again after sync 4)
+  assert all(m.status != vocab.RUNNING for m in sweep.members.values())
+  assert sweep.told == set(range(8))
+
+
 @pytest.mark.parametrize("lines,field", [
     (["optimizer=choice(sgd, adam)", "lr=uniform(0.01, 0.1)"], "optimizer"),
     (["depth=int(1, 3)", "widths=per_layer(depth, 64)", "lr=uniform(0.01, 0.1)"], "depth"),
@@ -428,25 +546,26 @@ def test_pbt_refuses_a_space_that_varies_a_static_field(lines, field):
 # --------------------------------------------------------------------------------- ablation
 
 def test_ablation_variants_crossed_and_one_at_a_time():
-  loop = _run("ablation")
+  loop = _reference("ablation")
   groups = []
   for m in loop.members.values():
-    if m.group not in groups:
-      groups.append(m.group)
+    if m.trial.group not in groups:
+      groups.append(m.trial.group)
   assert groups == ["baseline",
                     "optimizer=momentum,momentum=0.9", "optimizer=momentum,momentum=0.5",
                     "optimizer=adam",
                     "activation=tanh", "activation=gelu", "lr=0.1", "lr=0.9"]
   assert len(loop.members) == len(groups) * 2
-  base = loop.members[0].config
+  base = loop.members[0].trial.config
   assert base == {"optimizer": "sgd", "activation": "relu", "lr": 0.01, "dropout": 0.0,
                   "seed": 0, "epochs": 2}
   for m in loop.members.values():
-    assert m.config["seed"] == m.member_id % 2   # seeds --seed + k, k = 0, 1 per variant
-    if m.group != "baseline" and "," not in m.group:
-      name, value = m.group.split("=")
-      differs = {k for k in m.config if k != "seed" and m.config[k] != base.get(k)}
-      assert differs == {name} and common.format_value(m.config[name]) == value
+    config, group = m.trial.config, m.trial.group
+    assert config["seed"] == m.trial.member_id % 2   # seeds --seed + k, k = 0, 1 per variant
+    if group != "baseline" and "," not in group:
+      name, value = group.split("=")
+      differs = {k for k in config if k != "seed" and config[k] != base.get(k)}
+      assert differs == {name} and common.format_value(config[name]) == value
 
 
 def test_ablation_refusals_are_one_line():

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from matplotlib import cm
 from matplotlib.figure import Figure
 
+from sweeps import vocab
 from sweeps.records import Record
 from sweeps.reporting.params import NOT_HYPERPARAMETERS, is_number, looks_logarithmic
 
@@ -52,7 +53,7 @@ def value_paths(record: Record) -> dict[str, list[tuple[int, Any]]]:
   return paths
 
 
-def plot_pbt_lineage(records: Sequence[Record], path: str, *, objective: str = "val_acc") -> str:
+def plot_pbt_lineage(records: Sequence[Record], path: str, *, objective: str = vocab.DEFAULT_OBJECTIVE) -> str:
   """Writes pbt_lineage.png (see the module docstring); returns `path`."""
   paths = {r.member_id: value_paths(r) for r in records}
   changing = sorted({k for p in paths.values() for k, steps in p.items()

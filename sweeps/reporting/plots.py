@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 from optuna.trial import TrialState
 
 from jaxnn.registry import Registry
+from sweeps import vocab
 from sweeps.records import Record, objective_direction, sort_by_objective
 from sweeps.reporting.params import ParamAxis, format_value, param_axes
 from sweeps.reporting.stats import (BASELINE, AblationRow, ablation_table, crossed_factors,
@@ -62,8 +63,8 @@ def _describe(record: Record, names: Sequence[str], width: int = 110) -> str:
 
 
 def _pretty(metric: str) -> str:
-  return {"val_acc": "validation accuracy", "val_loss": "validation loss",
-          "train_acc": "training accuracy", "train_loss": "training loss"}.get(metric, metric)
+  return {vocab.VAL_ACC: "validation accuracy", vocab.VAL_LOSS: "validation loss",
+          vocab.TRAIN_ACC: "training accuracy", vocab.TRAIN_LOSS: "training loss"}.get(metric, metric)
 
 
 # --- learning curves ---------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def _limits(series: Sequence[Sequence[float]], pad: float = 0.04) -> tuple[float
   return low - pad * span, high + pad * span
 
 
-def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str = "val_acc",
+def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                          top: int = 5, title: str | None = None) -> str:
   """Validation accuracy and loss vs epoch; the top `top` members by `objective` highlighted.
 
@@ -103,8 +104,8 @@ def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str
   varying = [a.name for a in param_axes(records, varying_only=True)]
 
   fig = Figure(figsize=(14, 6.5), layout="constrained")
-  panels = dict(zip(("val_acc", "val_loss"), fig.subplots(1, 2)))
-  n_diverged = sum(r.status == "diverged" for r in records)
+  panels = dict(zip((vocab.VAL_ACC, vocab.VAL_LOSS), fig.subplots(1, 2)))
+  n_diverged = sum(r.status == vocab.DIVERGED for r in records)
   n_failed = sum(r.failed for r in records)
   for key, ax in panels.items():
     # Accuracy is bounded, so every member fits; losses of diverged members are left out.
@@ -131,7 +132,7 @@ def plot_learning_curves(records: Sequence[Record], path: str, *, objective: str
     ax.set_ylim(low, high)
     for record in records:  # mark where each diverged member left the finite range
       pairs = record.finite_values(key)
-      if record.status == "diverged" and pairs:
+      if record.status == vocab.DIVERGED and pairs:
         epoch, value = pairs[-1]
         ax.plot([epoch + 1], [min(max(value, low), high)], marker="X", ms=11,
                 color=DIVERGED_COLOR, mec="black", mew=0.6, zorder=5, clip_on=False)
@@ -195,7 +196,7 @@ def _axis_ticks(axis: ParamAxis, distinct: Sequence[float] = ()) -> list[tuple[f
 
 
 def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
-                              objective: str = "val_acc", title: str | None = None) -> str:
+                              objective: str = vocab.DEFAULT_OBJECTIVE, title: str | None = None) -> str:
   """Varying hyperparameters and the objective as parallel axes, one line per member.
 
   Args:
@@ -216,14 +217,14 @@ def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
   n = len(all_axes)
   fig = Figure(figsize=(max(8.0, 1.9 * n + 2.5), 6.5), layout="constrained")
   ax = fig.subplots()
-  cmap = cm.viridis if objective_direction(objective) == "maximize" else cm.viridis_r
+  cmap = cm.viridis if objective_direction(objective) == vocab.MAXIMIZE else cm.viridis_r
   norm = colors.Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
 
   # Worst first so the best lines end up on top.
   order = sorted(range(len(records)), key=lambda i: (
       scores[i] is not None,
       0.0 if scores[i] is None else
-      (scores[i] if objective_direction(objective) == "maximize" else -scores[i])))
+      (scores[i] if objective_direction(objective) == vocab.MAXIMIZE else -scores[i])))
   missing = [False] * n  # which axes need an "n/a" position
   for i in order:
     record, score = records[i], scores[i]
@@ -268,7 +269,7 @@ def plot_parallel_coordinates(records: Sequence[Record], path: str, *,
 # --- importance --------------------------------------------------------------------------------
 
 
-def param_importances(records: Sequence[Record], *, objective: str = "val_acc",
+def param_importances(records: Sequence[Record], *, objective: str = vocab.DEFAULT_OBJECTIVE,
                       evaluator: str = "ped_anova") -> dict[str, float]:
   """Normalized importances of the varying hyperparameters over COMPLETE members.
 
@@ -297,7 +298,7 @@ def param_importances(records: Sequence[Record], *, objective: str = "val_acc",
   return optuna.importance.get_param_importances(study, evaluator=factory(), params=names)
 
 
-def plot_importance(records: Sequence[Record], path: str, *, objective: str = "val_acc",
+def plot_importance(records: Sequence[Record], path: str, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                     evaluator: str = "ped_anova") -> str:
   """A bar per varying hyperparameter: its importance for `objective` (evaluator named).
 
@@ -310,7 +311,7 @@ def plot_importance(records: Sequence[Record], path: str, *, objective: str = "v
   _, evaluator_name = IMPORTANCE_EVALUATORS.get(evaluator)
   fig = Figure(figsize=(9, 5.5), layout="constrained")
   ax = fig.subplots()
-  n_complete = sum(r.status in ("complete", "stopped") for r in records)
+  n_complete = sum(r.status in (vocab.COMPLETE, vocab.STOPPED) for r in records)
   try:
     importances = param_importances(records, objective=objective, evaluator=evaluator)
   except (ValueError, RuntimeError, ImportError) as e:

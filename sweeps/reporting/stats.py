@@ -34,9 +34,8 @@ from sweeps.reporting.table import render_text_table
 CONFIDENCE = 0.95
 BASELINE = vocab.BASELINE
 # Record metrics an ablation can summarize (the results-table column names).
-METRICS = tuple(f"{when}_{split}_{kind}" for when in ("best", "final")
-                for split in ("train", "val") for kind in ("acc", "loss")) + ("test_acc",
-                                                                             "test_loss")
+METRICS = tuple(f"{when}_{metric}" for when in ("best", "final") for metric in (
+    vocab.TRAIN_ACC, vocab.TRAIN_LOSS, vocab.VAL_ACC, vocab.VAL_LOSS)) + ("test_acc", "test_loss")
 
 
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:

@@ -33,17 +33,18 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution,
                                   FloatDistribution, IntDistribution)
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps import vocab
 from sweeps.records import Record, objective_direction
 from sweeps.reporting.params import ParamAxis, categorical_value, param_axes
 
 TRIAL_STATES: dict[str, TrialState] = {
-    "complete": TrialState.COMPLETE,
+    vocab.COMPLETE: TrialState.COMPLETE,
     # Early stopping ends a run by its own criterion: the member finished, at its best epoch.
-    "stopped": TrialState.COMPLETE,
-    "pruned": TrialState.PRUNED,
-    "diverged": TrialState.FAIL,
-    "failed": TrialState.FAIL,
-    "running": TrialState.RUNNING,
+    vocab.STOPPED: TrialState.COMPLETE,
+    vocab.PRUNED: TrialState.PRUNED,
+    vocab.DIVERGED: TrialState.FAIL,
+    vocab.FAILED: TrialState.FAIL,
+    vocab.RUNNING: TrialState.RUNNING,
 }
 
 
@@ -135,7 +136,7 @@ def _fits(dist: BaseDistribution, values: Sequence[Any]) -> bool:
     return False
 
 
-def build_trials(records: Sequence[Record], objective: str = "val_acc",
+def build_trials(records: Sequence[Record], objective: str = vocab.DEFAULT_OBJECTIVE,
                  space: Sequence[str] | None = None) -> list[FrozenTrial]:
   """One frozen trial per member, ordered by member_id.
 
@@ -179,7 +180,7 @@ def build_trials(records: Sequence[Record], objective: str = "val_acc",
 
 
 def export_study(records: Sequence[Record], storage_url: str, study_name: str,
-                 direction: str | None = None, *, objective: str = "val_acc",
+                 direction: str | None = None, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                  space: Sequence[str] | None = None) -> optuna.Study:
   """Writes the members as a fresh Optuna study, replacing any study of the same name.
 
@@ -212,7 +213,7 @@ def export_study(records: Sequence[Record], storage_url: str, study_name: str,
   return study
 
 
-def in_memory_study(records: Sequence[Record], objective: str = "val_acc") -> optuna.Study:
+def in_memory_study(records: Sequence[Record], objective: str = vocab.DEFAULT_OBJECTIVE) -> optuna.Study:
   """The same trials in an in-memory study (for importance without touching storage)."""
   with _quiet_optuna():
     study = optuna.create_study(direction=objective_direction(objective))

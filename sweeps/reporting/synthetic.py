@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sweeps import vocab
 from sweeps.records import Record, append_records, atomic_write_json
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -30,8 +31,8 @@ def _curves(rng: np.random.Generator, quality: float, epochs: int) -> dict[str, 
   train_acc = np.minimum(val_acc + 0.02 * t / epochs + rng.normal(0, 0.004, epochs), 1.0)
   val_loss = 2.3 * np.exp(-t / speed) + (1.05 - quality) * 1.2 + rng.normal(0, 0.01, epochs)
   train_loss = np.maximum(val_loss - 0.05 * t / epochs, 0.01)
-  return {"train_loss": train_loss.tolist(), "train_acc": train_acc.tolist(),
-          "val_loss": val_loss.tolist(), "val_acc": np.clip(val_acc, 0, 1).tolist()}
+  return {vocab.TRAIN_LOSS: train_loss.tolist(), vocab.TRAIN_ACC: train_acc.tolist(),
+          vocab.VAL_LOSS: val_loss.tolist(), vocab.VAL_ACC: np.clip(val_acc, 0, 1).tolist()}
 
 
 def _best_epoch(val_acc: Sequence[float | None]) -> int | None:
@@ -53,31 +54,31 @@ def sweep_records(n_members: int = 12, epochs: int = 8, seed: int = 0) -> list[R
     quality = (0.93 - 0.07 * abs(math.log10(lr) + 2.5) - 0.04 * (optimizer == "sgd")
                - 0.05 * dropout + 0.01 * len(widths))
     history = _curves(rng, float(np.clip(quality, 0.2, 0.99)), epochs)
-    history["lr"] = [lr * 0.5 ** (e // 4) for e in range(epochs)]
-    status, epochs_run, events, reason = "complete", epochs, [], None
+    history[vocab.LR] = [lr * 0.5 ** (e // 4) for e in range(epochs)]
+    status, epochs_run, events, reason = vocab.COMPLETE, epochs, [], None
     if member_id == 3:  # diverged: the loss explodes, then turns non-finite
-      status, epochs_run, reason = "diverged", 5, "non-finite train loss at epoch 4"
-      history["train_loss"][2:5] = [60.0, 4e3, None]
-      history["val_loss"][2:5] = [80.0, 9e3, None]
-      history["val_acc"][2:5] = [0.1, 0.1, None]
-      history["train_acc"][2:5] = [0.1, 0.1, None]
-      events = [{"epoch": 4, "kind": "diverged"}]
+      status, epochs_run, reason = vocab.DIVERGED, 5, "non-finite train loss at epoch 4"
+      history[vocab.TRAIN_LOSS][2:5] = [60.0, 4e3, None]
+      history[vocab.VAL_LOSS][2:5] = [80.0, 9e3, None]
+      history[vocab.VAL_ACC][2:5] = [0.1, 0.1, None]
+      history[vocab.TRAIN_ACC][2:5] = [0.1, 0.1, None]
+      events = [{"epoch": 4, "kind": vocab.DIVERGED}]
     elif member_id == 5:
-      status, epochs_run, events = "pruned", 3, [{"epoch": 2, "kind": "halved"}]
+      status, epochs_run, events = vocab.PRUNED, 3, [{"epoch": 2, "kind": "halved"}]
     elif member_id == 7:
-      status, epochs_run, events = "stopped", 6, [{"epoch": 5, "kind": "stopped"}]
+      status, epochs_run, events = vocab.STOPPED, 6, [{"epoch": 5, "kind": vocab.STOPPED}]
     elif member_id == n_members - 1 and n_members > 8:
-      status, epochs_run = "running", 4
+      status, epochs_run = vocab.RUNNING, 4
     history = {k: v[:epochs_run] for k, v in history.items()}
-    done = status in ("complete", "stopped")
+    done = status in (vocab.COMPLETE, vocab.STOPPED)
     records.append(Record(
         member_id=member_id, bucket=f"mlp{'x'.join(map(str, widths))}-{optimizer}",
         params={"lr": lr, "optimizer": optimizer, "widths": widths, "dropout": dropout,
                 "batch_size": batch_size, "activation": "relu"},
-        history=history, epochs_run=epochs_run, best_epoch=_best_epoch(history["val_acc"]),
+        history=history, epochs_run=epochs_run, best_epoch=_best_epoch(history[vocab.VAL_ACC]),
         status=status, wall_time=round(float(rng.uniform(20, 40)) * epochs_run / epochs, 2),
         param_count=784 * widths[0] + sum(a * b for a, b in zip(widths, widths[1:])) + 10,
-        test={"loss": history["val_loss"][-1] + 0.02, "acc": history["val_acc"][-1] - 0.01}
+        test={"loss": history[vocab.VAL_LOSS][-1] + 0.02, "acc": history[vocab.VAL_ACC][-1] - 0.01}
         if done else None,
         events=events, seed=member_id, reason=reason))
   return records
@@ -90,7 +91,7 @@ def ablation_records(variants: dict[str, float] | None = None, seeds: int = 4, e
   A seed's curve shape and noise are shared by every variant (same initialization and data
   order), so the paired difference sees the shift and little else.
   """
-  variants = variants or {"baseline": 0.0, "optimizer=adam": 0.012, "activation=tanh": -0.02,
+  variants = variants or {vocab.BASELINE: 0.0, "optimizer=adam": 0.012, "activation=tanh": -0.02,
                           "dropout=0.5": -0.004, "lr=0": -0.78}
   rng = np.random.default_rng(seed)
   seed_effect = rng.normal(0, 0.01, seeds)
@@ -107,7 +108,7 @@ def ablation_records(variants: dict[str, float] | None = None, seeds: int = 4, e
       records.append(Record(
           member_id=member_id, bucket=f"ablation-{params['optimizer']}-{params['activation']}",
           params=params, history=history, epochs_run=epochs,
-          best_epoch=_best_epoch(history["val_acc"]), status="complete", wall_time=10.0,
+          best_epoch=_best_epoch(history[vocab.VAL_ACC]), status=vocab.COMPLETE, wall_time=10.0,
           param_count=101_770, test=None, seed=s, group=group))
       member_id += 1
   return records
@@ -138,7 +139,7 @@ def write_fake_sweep(workdir: str, *, ablation: bool = False) -> list[Record]:
   records = sweep_records()
   if ablation:
     records += ablation_records(first_member_id=len(records))
-  atomic_write_json(f"{workdir}/config.json", {"name": "fake", "objective": "val_acc"})
+  atomic_write_json(f"{workdir}/config.json", {"name": "fake", "objective": vocab.DEFAULT_OBJECTIVE})
   append_records(workdir, records)
   return records
 

@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any, Sequence
 
+from sweeps import vocab
 from sweeps.records import Record, atomic_write_text, objective_direction, sort_by_objective, \
     to_jsonable
 from sweeps.reporting.params import format_value, is_number, param_axes, param_names
@@ -59,7 +60,7 @@ def result_row(record: Record, objective: str, names: Sequence[str]) -> dict[str
   return to_jsonable(row)
 
 
-def result_rows(records: Sequence[Record], objective: str = "val_acc") -> list[dict[str, Any]]:
+def result_rows(records: Sequence[Record], objective: str = vocab.DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
   """`result_row` for every member, ordered by member_id."""
   names = param_names(records)
   return [result_row(r, objective, names) for r in sorted(records, key=lambda r: r.member_id)]
@@ -85,7 +86,7 @@ def results_csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> 
   return buffer.getvalue()
 
 
-def write_results(records: Sequence[Record], directory: str, objective: str = "val_acc"
+def write_results(records: Sequence[Record], directory: str, objective: str = vocab.DEFAULT_OBJECTIVE
                   ) -> tuple[str, str]:
   """Writes `results.csv` and `results.jsonl` (atomically) into `directory`.
 
@@ -148,7 +149,7 @@ def render_text_table(header: Sequence[str], rows: Sequence[Sequence[str]],
   return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
-def format_table(records: Sequence[Record], top: int = 10, *, objective: str = "val_acc",
+def format_table(records: Sequence[Record], top: int = 10, *, objective: str = vocab.DEFAULT_OBJECTIVE,
                  max_width: int = 20) -> str:
   """The best `top` members as an aligned text table, best first.
 
@@ -170,7 +171,7 @@ def format_table(records: Sequence[Record], top: int = 10, *, objective: str = "
   axes = param_axes(records)
   varying = [a.name for a in axes if a.varies]
   fixed = [a.name for a in axes if not a.varies]
-  other = "val_loss" if objective != "val_loss" else "val_acc"
+  other = vocab.VAL_LOSS if objective != vocab.VAL_LOSS else vocab.VAL_ACC
   header = ["rank", "member", "status", *varying, f"best {objective}", f"best {other}",
             "epoch", "epochs", "test_acc", "time_s"]
   numeric = [True, True, False, *(_is_numeric_column(records, n) for n in varying)] + [True] * 6

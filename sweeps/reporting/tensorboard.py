@@ -23,15 +23,16 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto import api_pb2, plugin_hparams_pb2
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
+from sweeps import vocab
 from sweeps.records import Record
 from sweeps.reporting.params import ParamAxis, categorical_value, param_axes
 
 SCALAR_TAGS = {
-    "train_loss": "loss/train",
-    "val_loss": "loss/val",
-    "train_acc": "accuracy/train",
-    "val_acc": "accuracy/val",
-    "lr": "learning_rate",
+    vocab.TRAIN_LOSS: "loss/train",
+    vocab.VAL_LOSS: "loss/val",
+    vocab.TRAIN_ACC: "accuracy/train",
+    vocab.VAL_ACC: "accuracy/val",
+    vocab.LR: "learning_rate",
 }
 # Session metrics shown as columns of the HParams dashboard (one value per member).
 SESSION_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "final_val_loss",
@@ -39,9 +40,9 @@ SESSION_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "final_val_
 # Identity fields shown as hyperparameters so the dashboard can filter and colour by them.
 IDENTITY_HPARAMS = ("bucket", "status", "group")
 SESSION_STATUS = {
-    "complete": api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_SUCCESS,
-    "pruned": api_pb2.STATUS_SUCCESS, "diverged": api_pb2.STATUS_FAILURE,
-    "failed": api_pb2.STATUS_FAILURE, "running": api_pb2.STATUS_RUNNING,
+    vocab.COMPLETE: api_pb2.STATUS_SUCCESS, vocab.STOPPED: api_pb2.STATUS_SUCCESS,
+    vocab.PRUNED: api_pb2.STATUS_SUCCESS, vocab.DIVERGED: api_pb2.STATUS_FAILURE,
+    vocab.FAILED: api_pb2.STATUS_FAILURE, vocab.RUNNING: api_pb2.STATUS_RUNNING,
 }
 _PLUGIN = "hparams"
 
@@ -145,7 +146,7 @@ def _write_member(record: Record, rundir: str, kinds: dict[str, str]) -> None:
       value = getattr(record, metric)
       if value is not None:
         writer.add_scalar(f"hparam/{metric}", value, last_epoch)
-    if record.status != "running":
+    if record.status != vocab.RUNNING:
       end = plugin_hparams_pb2.SessionEndInfo(status=SESSION_STATUS[record.status])
       writer.file_writer.add_summary(_hparams_summary(
           "_hparams_/session_end_info", plugin_hparams_pb2.HParamsPluginData(

@@ -60,7 +60,7 @@ class Report:
 @dataclasses.dataclass(frozen=True)
 class Stop:
   member_id: int
-  status: str = "pruned"
+  status: str = vocab.PRUNED
   reason: str = ""
 
 
@@ -87,7 +87,7 @@ class Settings:
   """What every strategy may read (from flags)."""
   trials: int = 20             # budget: number of configs (random/bayes), brackets cap (hyperband)
   epochs: int = 10             # epochs per trial (max resource for hyperband/PBT)
-  objective: str = "val_acc"
+  objective: str = vocab.DEFAULT_OBJECTIVE
   seed: int = 0
   batch: int = 16              # members asked at once (bayes), population size (PBT)
   eta: int = 3                 # successive halving / Hyperband reduction factor

@@ -97,7 +97,7 @@ def tell_study(study: optuna.Study, optuna_trial: optuna.Trial, report: Report,
     if value is not None and math.isfinite(value):
       optuna_trial.report(float(value), epoch)
   best = report.score(objective)
-  if report.status == "pruned":
+  if report.status == vocab.PRUNED:
     study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
   elif report.status in vocab.FAILED_STATUSES or not math.isfinite(best):
     study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)

@@ -14,7 +14,7 @@ import numpy as np
 from jaxnn import member
 from sweeps import space as space_lib
 from sweeps import vocab
-from sweeps.strategies.base import OBJECTIVES, Report, Settings
+from sweeps.strategies.base import Report, Settings
 
 
 @functools.cache

@@ -21,6 +21,7 @@ import math
 from typing import Any, Mapping
 
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import Action, Extend, Report, Settings, Stop, Strategy, Trial
 from sweeps.strategies.random_search import sample_configs
@@ -154,11 +155,11 @@ class HyperbandStrategy(Strategy):
         actions.append(Extend(r.member_id, next_target,
                               f"{standing}, top {keep} go on to {next_target} epochs"))
       else:
-        actions.append(Stop(r.member_id, "pruned", f"{standing}, only the top {keep} go on"))
+        actions.append(Stop(r.member_id, vocab.PRUNED, f"{standing}, only the top {keep} go on"))
     healthy_ids = {r.member_id for r in healthy}
     for r in live:
       if r.member_id not in healthy_ids:
-        actions.append(Stop(r.member_id, "pruned",
+        actions.append(Stop(r.member_id, vocab.PRUNED,
                             f"{where}: {objective} is not finite, never promoted"))
     bracket.members = [r.member_id for r in promoted]
     bracket.rung += 1

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sweeps import space as space_lib
+from sweeps import vocab
 from sweeps.strategies import common
 from sweeps.strategies.base import Action, Exploit, Report, Settings, Strategy, Trial
 from sweeps.strategies.random_search import sample_configs
@@ -126,7 +127,7 @@ class PBTStrategy(Strategy):
       parent = top[int(self.rng.integers(len(top)))]
       config, changes = self._explore(self.configs[parent], self.configs[child])
       self.configs[child] = config
-      standing = ("diverged" if child in dead else
+      standing = (vocab.DIVERGED if child in dead else
                   f"{objective} {reports[child].last(objective):.4g} in the bottom {count}")
       reason = (f"epoch {epoch}: {standing}; copies member {parent} "
                 f"({objective} {reports[parent].last(objective):.4g})"

@@ -392,3 +392,25 @@ def test_options_include_the_shared_ones():
     options = set(models.model_entry(name).options())
     assert {"num_classes", "activation", "kernel_init", "bias_init", "batchnorm",
             "dtype"} <= options, name
+
+
+@pytest.mark.parametrize("shape, padding", [((2, 6, 6, 3), "VALID"), ((2, 7, 5, 3), "VALID"),
+                                            ((2, 7, 5, 3), "SAME"), ((7, 7, 2), "SAME")])
+def test_max_pool_matches_flax_values_and_gradients(shape, padding):
+  # layers.max_pool replaces nn.max_pool (whose select_and_scatter gradient is slow on XLA:CPU):
+  # outputs equal, and so are gradients where no window holds a tie (distinct random values).
+  import flax.linen as nn
+  x = jnp.asarray(np.random.default_rng(0).permutation(np.prod(shape)).reshape(shape),
+                  jnp.float32)
+  weights = jnp.asarray(np.random.default_rng(1).normal(size=nn.max_pool(
+      x, (2, 2), strides=(2, 2), padding=padding).shape), jnp.float32)
+  ours = lambda x: layers.max_pool(x, padding)  # noqa: E731
+  theirs = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding=padding)  # noqa: E731
+  np.testing.assert_array_equal(ours(x), theirs(x))
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)  # noqa: E731
+  np.testing.assert_array_equal(grad(ours), grad(theirs))
+
+
+def test_max_pool_refuses_unknown_padding():
+  with pytest.raises(ValueError, match="VALID, SAME"):
+    layers.max_pool(jnp.zeros((1, 4, 4, 1)), "FULL")

@@ -6,7 +6,7 @@
 
 Contenders, one after another on the same machine, the same split (the engine's stratified
 40000 / 10000 split of the CIFAR-10 train set) and the same space
-(sweeps/flags/cifar_mlp_random.flags: 40 trials x 10 epochs at full budget):
+(sweeps/flags/cifar_mlp_random.flags; the full budget is common.FULL, 10 trials x 3 epochs):
   kt_random, kt_hyperband   Keras Tuner RandomSearch and Hyperband (TensorFlow, Keras 3)
   optuna_tpe                Optuna TPE + MedianPruner driving a plain Flax loop (optuna_flax.py)
   engine_random, engine_hyperband, engine_bayes, engine_pbt   this engine (engine_runner.py)

@@ -107,7 +107,8 @@ class BucketSpec:
     kwargs = ",".join(f"{k}={'/'.join(v) if k == 'activation' and isinstance(v, tuple) else _short(v)}"
                       for k, v in self.model_kwargs
                       if k not in ("kernel_init", "bias_init"))
-    parts = [f"{self.model}({kwargs})", self.optimizer]
+    parts = [f"{self.model}({kwargs})",
+             self.optimizer if isinstance(self.optimizer, str) else "/".join(self.optimizer)]
     if self.schedule != "constant":
       parts.append(self.schedule if isinstance(self.schedule, str) else "/".join(self.schedule))
     parts.append(f"bs{self.batch_size}")
@@ -448,11 +449,16 @@ def pack_key(spec: BucketSpec) -> BucketSpec | None:
   if spec.model != "mlp" or not _hidden(spec):
     return None
   kwargs = tuple((k, v) for k, v in spec.model_kwargs if k not in PACKED_FIELDS)
-  return dataclasses.replace(spec, model_kwargs=kwargs, schedule="")
+  return dataclasses.replace(spec, model_kwargs=kwargs, schedule="", optimizer="")
 
 
 def _schedules(spec: BucketSpec) -> tuple[str, ...]:
   return (spec.schedule,) if isinstance(spec.schedule, str) else tuple(spec.schedule)
+
+
+def optimizers(spec: BucketSpec) -> tuple[str, ...]:
+  """The optimizer names a spec's program serves (several in a packed bucket)."""
+  return (spec.optimizer,) if isinstance(spec.optimizer, str) else tuple(spec.optimizer)
 
 
 def merge_specs(specs) -> BucketSpec:
@@ -473,8 +479,10 @@ def merge_specs(specs) -> BucketSpec:
   if head != widths[-1]:
     kwargs["head_width"] = head
   schedules = sorted({n for s in specs for n in _schedules(s)})
+  names = sorted({n for s in specs for n in optimizers(s)})
   return dataclasses.replace(specs[0], model_kwargs=tuple(sorted(kwargs.items())),
-                             schedule=schedules[0] if len(schedules) == 1 else tuple(schedules))
+                             schedule=schedules[0] if len(schedules) == 1 else tuple(schedules),
+                             optimizer=names[0] if len(names) == 1 else tuple(names))
 
 
 def fits(spec: BucketSpec, bucket: BucketSpec) -> bool:
@@ -487,7 +495,8 @@ def fits(spec: BucketSpec, bucket: BucketSpec) -> bool:
   return (len(mine) <= len(theirs) and all(a <= b for a, b in zip(mine, theirs))
           and _last_width(spec) <= _last_width(bucket)
           and set(mlp_choices(spec)) <= set(mlp_choices(bucket))
-          and set(_schedules(spec)) <= set(_schedules(bucket)))
+          and set(_schedules(spec)) <= set(_schedules(bucket))
+          and set(optimizers(spec)) <= set(optimizers(bucket)))
 
 
 def fit_row(spec: BucketSpec, row: Mapping[str, Any], bucket: BucketSpec) -> dict[str, Any]:
@@ -508,6 +517,9 @@ def fit_row(spec: BucketSpec, row: Mapping[str, Any], bucket: BucketSpec) -> dic
   out["l2"] = list(row["l2"][:-1]) + [0.0] * pad + [row["l2"][-1]]
   if not isinstance(bucket.schedule, str):
     out["schedule_index"] = float(bucket.schedule.index(spec.schedule))
+  if not isinstance(bucket.optimizer, str):   # the member's family (see optim.families)
+    groups = optim.families(bucket.optimizer)
+    out["optimizer_index"] = float(next(i for i, g in enumerate(groups) if spec.optimizer in g))
   return out
 
 
@@ -519,6 +531,9 @@ def split_fields(a: BucketSpec, b: BucketSpec) -> list[str]:
          if f.name != "model_kwargs" and getattr(ka, f.name) != getattr(kb, f.name)]
   da, db = dict(ka.model_kwargs), dict(kb.model_kwargs)
   out += sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
+  if set(optimizers(a)) != set(optimizers(b)) and not set(optimizers(a)) & set(optimizers(b)):
+    out.append("optimizer")   # packable families the cost model kept apart
+    out.sort()
   if not out and a != b:
     out.append("model" if pack_key(a) is None else "cost")
   return out
@@ -533,4 +548,4 @@ def spec_from_json(obj: Mapping[str, Any]) -> BucketSpec:
   def tup(v):
     return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
   return BucketSpec(**{**obj, "model_kwargs": tuple((k, tup(v)) for k, v in obj["model_kwargs"]),
-                       "schedule": tup(obj["schedule"])})
+                       "schedule": tup(obj["schedule"]), "optimizer": tup(obj["optimizer"])})

@@ -147,14 +147,53 @@ def add_l1_l2(l1: jax.Array, l2: jax.Array, mask: Any = None) -> optax.GradientT
   return optax.masked(transform, mask) if mask is not None else transform
 
 
-def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
+class SelectState(NamedTuple):
+  """The states of every family a packed bucket selects among."""
+  inner: tuple
+
+
+def select_by_index(transforms, index: jax.Array) -> optax.GradientTransformation:
+  """Runs every transformation of `transforms` and keeps the updates of `transforms[index]`.
+
+  For packed buckets whose members use different optimizer families: `index` is the member's
+  traced family index, so one program serves them all. Every family's state is carried and
+  updated (under vmap a switch computes every branch anyway), but a member only ever reads the
+  updates of its own family, whose state evolves exactly as it does alone.
+  """
+  transforms = tuple(transforms)
+
+  def init_fn(params):
+    return SelectState(tuple(t.init(params) for t in transforms))
+
+  def update_fn(updates, state, params=None):
+    outs = [t.update(updates, s, params) for t, s in zip(transforms, state.inner)]
+    index_ = jnp.asarray(index, jnp.int32)
+    chosen = jax.tree_util.tree_map(
+        lambda *us: jnp.select([index_ == i for i in range(len(us))], us), *[u for u, _ in outs])
+    return chosen, SelectState(tuple(s for _, s in outs))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def families(optimizers) -> tuple[tuple[str, ...], ...]:
+  """Groups optimizer names by the update they compute (scale_by function and static options):
+  sgd and momentum are one family (momentum is a number), adam and adamw another."""
+  groups: dict[Any, list[str]] = {}
+  for name in optimizers:
+    entry = OPTIMIZERS.get(name)
+    groups.setdefault((entry.scale_by, tuple(sorted(entry.static.items()))), []).append(name)
+  return tuple(tuple(g) for g in groups.values())
+
+
+def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: str = "constant",
                    schedule_per: str = "epoch", steps_per_epoch: int = 1,
                    regularize_biases: bool = False,
                    l2_per_leaf: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
   """Builds the member's optax chain.
 
   Args:
-    optimizer: registry name (static).
+    optimizer: registry name (static), or a tuple of names selected per member by
+      hp['optimizer_index'] (a packed bucket; see `select_by_index`).
     hp: the member's numeric hyperparameters (see OPTIMIZER_HPARAMS and schedules.SCHEDULE_HPARAMS).
     schedule, schedule_per, steps_per_epoch: the learning-rate schedule (static kind and unit).
     regularize_biases: also apply L1/L2/weight decay to biases and norm parameters.
@@ -163,13 +202,18 @@ def make_optimizer(optimizer: str, hp: Hparams, *, schedule: str = "constant",
   Returns:
     An optax GradientTransformation whose state shape does not depend on any value in `hp`.
   """
-  entry = OPTIMIZERS.get(optimizer)
   mask = all_mask if regularize_biases else kernel_mask
   lr = schedules.learning_rate_fn(schedule, hp, per=schedule_per, steps_per_epoch=steps_per_epoch)
+  if isinstance(optimizer, str):
+    entry = OPTIMIZERS.get(optimizer)
+    scale = entry.scale_by(hp, **entry.static)
+  else:   # one branch per family, in the order of `families` (the index counts families)
+    entries = [OPTIMIZERS.get(group[0]) for group in families(optimizer)]
+    scale = select_by_index([e.scale_by(hp, **e.static) for e in entries], hp["optimizer_index"])
   return optax.chain(
       add_l1_l2(hp["l1"], l2_per_leaf or hp["l2"], mask),
       optax.clip_by_global_norm(hp["clip_norm"]),
-      entry.scale_by(hp, **entry.static),
+      scale,
       optax.add_decayed_weights(hp["weight_decay"], mask),
       optax.scale_by_learning_rate(lr),
   )

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import member as member_lib
-from jaxnn import population
+from jaxnn import optim, population
 from jaxnn.member import BucketSpec
 from sweeps.strategies.base import Trial
 
@@ -72,6 +72,7 @@ class Bucket:
   waste: float = 0.0         # padding waste: share of the program's FLOPs spent on masked units
   memory_waste: float = 0.0  # the same for parameter memory
   split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
+  predicted_seconds: float | None = None   # the cost model's compile + train time (MLPs)
 
   def chunks(self) -> list[list[PlannedMember]]:
     return [self.members[i:i + self.chunk_size]
@@ -101,10 +102,20 @@ class Plan:
       return self.new_programs
     return len({(b.spec, n) for b in self.buckets for n in b.slots()})
 
+  def predicted_seconds(self) -> float | None:
+    """The cost model's compile + training seconds for every member's first target (None
+    unless every bucket is an MLP's)."""
+    if any(b.predicted_seconds is None for b in self.buckets):
+      return None
+    return sum(b.predicted_seconds for b in self.buckets)
+
   def summary(self) -> str:
     lines = [f"plan: {sum(len(b.members) for b in self.buckets)} members in "
              f"{len(self.buckets)} buckets, {sum(len(b.chunks()) for b in self.buckets)} chunks, "
-             f"{self.compile_count()} compiled programs; data {_mib(self.data_bytes)} shared; "
+             f"{self.compile_count()} compiled programs; "
+             + (f"predicted {self.predicted_seconds():.0f} s (compile + train); "
+                if self.predicted_seconds() is not None else "")
+             + f"data {_mib(self.data_bytes)} shared; "
              f"memory budget {_mib(self.budget_bytes)}; {self.devices} device"
              f"{'s' if self.devices > 1 else ''}"]
     split = sorted({f for b in self.buckets for f in b.split_by})
@@ -134,7 +145,8 @@ class Plan:
                      "slots": b.slots(),
                      "member_bytes": b.member_bytes, "param_count": b.param_count,
                      "waste": b.waste, "memory_waste": b.memory_waste,
-                     "split_by": list(b.split_by)}
+                     "split_by": list(b.split_by),
+                     "predicted_seconds": b.predicted_seconds}
                     for b in self.buckets]}
 
 
@@ -185,6 +197,8 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
     row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
     if not isinstance(spec.schedule, str):
       row["schedule_index"] = 0.0
+    if not isinstance(spec.optimizer, str):
+      row["optimizer_index"] = 0.0
   else:
     row["l2"] = 0.0
   hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
@@ -248,7 +262,8 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
   if pack == "auto":
     model = cost_model(backend)
     merged = _pack(merged, model, input_shape=tuple(input_shape), num_classes=num_classes,
-                   num_train=num_train, num_val=num_val, room=room)
+                   num_train=num_train, num_val=num_val, room=room, devices=devices)
+  model = cost_model(backend)
   buckets = []
   for spec, members in merged:
     member_bytes, params = estimate(spec, tuple(input_shape), num_train, dtype, num_val)
@@ -260,8 +275,15 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
     # that fits, so a padded chunk never outgrows the budget.
     capacity = max_slots(int(room // max(member_bytes, 1)), devices)
     chunk = int(max(1, min(len(members), capacity)))
+    epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
+    predicted = None   # MLPs only: other families' FLOPs would need a lowering each
+    if spec.model == "mlp":
+      predicted = bucket_seconds(model, spec, len(members), epochs,
+                                 input_shape=tuple(input_shape), num_classes=num_classes,
+                                 num_train=num_train, num_val=num_val, capacity=chunk,
+                                 devices=devices)
     buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices, waste=waste,
-                          memory_waste=memory_waste))
+                          memory_waste=memory_waste, predicted_seconds=predicted))
   for b in buckets:
     b.split_by = tuple(sorted({f for o in buckets if o is not b
                                for f in member_lib.split_fields(b.spec, o.spec)}))
@@ -272,26 +294,67 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
-  """What a program costs on one backend, in seconds (coarse; measured figures in comments).
+  """What a program costs on one backend, in seconds.
 
   Attributes:
-    flops_per_second: sustained training throughput of a vmapped MLP step.
-    compile_seconds: tracing + compiling one bucket's programs (init, train epoch, eval).
+    flops_per_second: sustained training throughput of an MLP epoch program (train + eval).
+    compile_seconds: tracing + compiling one MLP bucket's init and epoch programs, one layer.
+    compile_per_layer: what each further hidden layer adds to that.
+    compile_vmap: what a vmapped program (more than one slot) adds to a one-member program.
     step_seconds: the least a training step costs however small (launch, loop, occupancy: a
       step of one small member leaves an accelerator mostly idle).
+    update_seconds: one optimizer family's update of one parameter in one step (elementwise,
+      memory-bound); a bucket whose members use k families computes k updates.
   """
   flops_per_second: float
   compile_seconds: float
   step_seconds: float
+  compile_per_layer: float = 0.0
+  compile_vmap: float = 0.0
+  update_seconds: float = 0.0
+
+  def compile(self, spec: BucketSpec, slots: int) -> float:
+    """Predicted seconds to trace and compile `spec`'s programs at `slots` slots."""
+    depth = len(_mlp_shape(spec)[0]) if spec.model == "mlp" else 3
+    return (self.compile_seconds + self.compile_per_layer * max(depth - 1, 0)
+            + (self.compile_vmap if slots > 1 else 0.0))
+
+  def epoch(self, spec: BucketSpec, slots: int, *, input_shape, num_classes, num_train,
+            num_val) -> float:
+    """Predicted seconds of one epoch (training + validation) of a chunk of `slots` slots: every
+    slot computes the bucket's padded shape, fillers included."""
+    macs = member_macs(spec, input_shape, num_classes)
+    batch = min(spec.batch_size, num_train)
+    steps = max(num_train // batch, 1)
+    train = 6.0 * macs * batch * slots / self.flops_per_second
+    if spec.model == "mlp":
+      families = len(optim.families(member_lib.optimizers(spec)))
+      params = estimate_params(spec, int(np.prod(input_shape)), num_classes)
+      train += families * params * slots * self.update_seconds
+    return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots / self.flops_per_second
 
 
-# CPU: XLA float32 matmul 150-195 GFLOP/s on this 2-core machine, a sweep about half (NOTES);
-# an MLP bucket's init + epoch + eval compile in 3-5 s when the machine is quiet.
-# GPU/TPU: small MLP steps are launch-bound; compiles take a few seconds.
+# Measured with `nice -n 10 python benchmarks/cost_calibration.py` (2026-11-30 22:10 UTC, the
+# shared 2-core CPU, load average 2 rising to 11 during the run), through the real init and
+# train_epoch programs of MLP buckets on CIFAR-shaped data:
+#   compile (init + epoch), width 256:   depth 1: 12.0 s (1 slot) / 15.1 s (8 slots),
+#     depth 3: 17.6 / 23.2 s, depth 5: 23.4 / 27.9 s  -> 12.3 + 2.5 per further layer, +3 vmapped;
+#   epoch FLOP/s, one layer, batch 128, 2048 examples: 25-44 GFLOP/s at widths 64-2048, 1 or 8
+#     slots (no trend with width or slots: the epoch is matmul-bound from width 64 on) -> 28e9.
+# Other work on the machine slows compiles and matmuls alike (a quiet machine: ~4 s and ~80
+# GFLOP/s, NOTES.md), so what decides, compile seconds x FLOP/s (~350 GFLOP per program), holds.
+# An optimizer family's update: ~7 float32 arrays of the parameters' size read or written
+# (gradient, moments, parameters), ~28 bytes a parameter, at the few GB/s two busy cores
+# stream: 3e-9 s (an estimate, not measured).
+# GPU/TPU: not measured here (no device lent); small MLP steps are launch-bound there, so padding
+# is nearly free and every compile saved pays.
 COST_MODELS = {
-    "cpu": CostModel(flops_per_second=8e10, compile_seconds=4.0, step_seconds=2e-5),
-    "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4),
-    "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4),
+    "cpu": CostModel(flops_per_second=28e9, compile_seconds=12.3, compile_per_layer=2.5,
+                     compile_vmap=3.0, step_seconds=2e-5, update_seconds=3e-9),
+    "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4,
+                     update_seconds=2e-11),
+    "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4,
+                     update_seconds=2e-11),
 }
 
 
@@ -311,6 +374,28 @@ def _macs(widths, head, fan_in, num_classes) -> int:
   """Multiply-adds of one example's forward pass through an MLP of this (padded) shape."""
   sizes = (fan_in,) + tuple(widths)
   return sum(a * b for a, b in zip(sizes, sizes[1:])) + (head or fan_in) * num_classes
+
+
+@functools.lru_cache(maxsize=4096)
+def member_macs(spec: BucketSpec, input_shape: tuple[int, ...], num_classes: int) -> int:
+  """Multiply-adds of one example's forward pass in `spec`'s program: exact for MLPs, XLA's own
+  count of a one-example forward pass (lowered, not compiled) for other families."""
+  fan_in = int(np.prod(input_shape))
+  if spec.model == "mlp":
+    return _macs(*_mlp_shape(spec), fan_in, num_classes)
+  model = spec.build_model()
+  x = jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32)
+  hp = {"dropout": jnp.zeros(member_lib.models.dropout_sites(
+      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))),
+        "act_param": jnp.float32(0)}
+  try:
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape), hparams=hp))
+    cost = jax.jit(lambda v, x: model.apply(v, x, hparams=hp)).lower(variables, x).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return max(int(float(cost.get("flops", 0.0)) // 2), 1)
+  except Exception:  # noqa: BLE001 - a family XLA cannot count: its parameters, a lower bound
+    _, params = estimate(spec, tuple(input_shape), 1, "float32")
+    return max(params, 1)
 
 
 def _waste(spec, members, input_shape, num_classes) -> tuple[float, float]:
@@ -333,50 +418,87 @@ def estimate_params(spec, fan_in, num_classes) -> int:
           + (head or fan_in) * num_classes + num_classes)
 
 
-def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_val, room):
-  """Greedy agglomeration: repeatedly merges the two buckets (same pack key) whose merge saves
-  the most estimated seconds (a compile saved, minus the padded FLOPs every member then does),
-  as long as the merged bucket fits in memory as one chunk."""
+def bucket_seconds(model: CostModel, spec: BucketSpec, members: int, epochs: float, *,
+                   input_shape, num_classes, num_train, num_val, capacity: int | None = None,
+                   devices: int = 1) -> float:
+  """Predicted seconds of a bucket: one compile, then `epochs` epochs of its chunks (`members`
+  split into chunks of at most `capacity`, each padded to the bucket's slot size)."""
+  chunk = max(1, min(members, capacity or members))
+  slots = slot_size(chunk, devices)
+  total = -(-members // chunk) * slots
+  epoch = model.epoch(spec, total, input_shape=input_shape, num_classes=num_classes,
+                      num_train=num_train, num_val=num_val)
+  # The fixed per-step floor is paid per chunk, not per slot.
+  return model.compile(spec, slots) + epochs * epoch
+
+
+# Among partitions whose predicted time is within this share of the fastest, the planner takes
+# the one with the fewest programs: compile seconds vary most with other work on the machine
+# (NOTES: 30-50%), and a program saved is also one fewer to compile at every later compaction.
+PACK_TOLERANCE = 0.05
+
+
+def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_val, room,
+          devices=1):
+  """The partition of each pack key's members into buckets with the least predicted total time
+  (`bucket_seconds`: one compile per bucket + every slot's padded compute, fillers included),
+  or the fewest buckets within PACK_TOLERANCE of it: an exact dynamic program over the members
+  in a 1-D order (contiguous runs become buckets; best[k][i] = the first i members in k
+  buckets), tried for three orders (by forward MACs; by layer widths; by optimizer, then
+  MACs), the best kept."""
   fan_in = int(np.prod(input_shape))
   out = [(spec, members) for spec, members in groups if member_lib.pack_key(spec) is None]
   by_key: dict[BucketSpec, list] = {}
   for spec, members in groups:
     key = member_lib.pack_key(spec)
     if key is not None:
-      by_key.setdefault(key, []).append((spec, list(members)))
-
-  def seconds(spec, members):
-    widths, head = _mlp_shape(spec)
-    macs = _macs(widths, head, fan_in, num_classes)
-    epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
-    steps = max(num_train // min(spec.batch_size, num_train), 1) * epochs
-    train = 6.0 * macs * min(spec.batch_size, num_train) * len(members) / model.flops_per_second
-    evaluate = 2.0 * macs * num_val * len(members) * epochs / model.flops_per_second
-    return model.compile_seconds + steps * max(train, model.step_seconds) + evaluate
+      by_key.setdefault(key, []).extend(members)
 
   def member_bytes(spec):
     widths, _ = _mlp_shape(spec)
     params = estimate_params(spec, fan_in, num_classes)
     return 4 * (8 * params + 3 * min(spec.batch_size, num_train) * (fan_in + sum(widths)))
 
-  for clusters in by_key.values():
-    costs = [seconds(s, m) for s, m in clusters]
-    while len(clusters) > 1:
-      best = None
-      for i in range(len(clusters)):
-        for j in range(i + 1, len(clusters)):
-          spec = member_lib.merge_specs([clusters[i][0], clusters[j][0]])
-          members = clusters[i][1] + clusters[j][1]
-          if member_bytes(spec) * len(members) > room:
-            continue
-          cost = seconds(spec, members)
-          gain = costs[i] + costs[j] - cost
-          if gain > 0 and (best is None or gain > best[0]):
-            best = (gain, i, j, spec, members, cost)
-      if best is None:
-        break
-      _, i, j, spec, members, cost = best
-      clusters[i], costs[i] = (spec, members), cost
-      del clusters[j], costs[j]
-    out.extend(clusters)
+  def cost(spec, members):
+    epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
+    capacity = max_slots(int(room // max(member_bytes(spec), 1)), devices)
+    return bucket_seconds(model, spec, len(members), epochs, input_shape=tuple(input_shape),
+                          num_classes=num_classes, num_train=num_train, num_val=num_val,
+                          capacity=capacity, devices=devices)
+
+  orders = (lambda m: (member_macs(m.spec, tuple(input_shape), num_classes), m.trial.member_id),
+            lambda m: (_mlp_shape(m.spec)[0], m.trial.member_id),
+            lambda m: (member_lib.optimizers(m.spec), member_macs(m.spec, tuple(input_shape),
+                                                                  num_classes), m.trial.member_id))
+  for members in by_key.values():
+    candidates = []   # (seconds, buckets, parts) per order and bucket count
+    for order in orders:
+      ms = sorted(members, key=order)
+      n = len(ms)
+      run = {}   # (j, i) -> seconds of ms[j:i] as one bucket
+      for j in range(n):
+        spec = None
+        for i in range(j + 1, n + 1):
+          spec = ms[i - 1].spec if spec is None else member_lib.merge_specs([spec, ms[i - 1].spec])
+          run[j, i] = cost(spec, ms[j:i])
+      best = [[0.0] + [float("inf")] * n]
+      cuts = [[0] * (n + 1)]
+      for k in range(1, n + 1):
+        row, cut = [float("inf")] * (n + 1), [0] * (n + 1)
+        for i in range(k, n + 1):
+          for j in range(k - 1, i):
+            c = best[k - 1][j] + run[j, i]
+            if c < row[i]:
+              row[i], cut[i] = c, j
+        best.append(row)
+        cuts.append(cut)
+        parts, i = [], n
+        for kk in range(k, 0, -1):
+          parts.append(ms[cuts[kk][i]:i])
+          i = cuts[kk][i]
+        candidates.append((row[n], k, parts[::-1]))
+    fastest = min(c[0] for c in candidates)
+    _, _, parts = min((c for c in candidates if c[0] <= fastest * (1 + PACK_TOLERANCE)),
+                      key=lambda c: (c[1], c[0]))
+    out.extend((member_lib.merge_specs([m.spec for m in part]), part) for part in parts)
   return sorted(out, key=lambda c: min(m.trial.member_id for m in c[1]))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from jaxnn import population
+from sweeps import plan as plan_lib
 
 # The jit caches are process-wide, so what is compiled is too: program key -> what was traced for
 # it ({"traced": vectorize modes run on the full data, "choice"/"seconds": the conv probe's}).
@@ -114,6 +115,36 @@ class Programs:
         traced.add(mode)
         count += 1
     return count
+
+  def _known(self, spec, slots: int) -> bool:
+    """Whether the program of (spec, slots) is traced or announced already."""
+    key = self.key(spec, slots)
+    return bool(PROGRAMS.get(key, {}).get("traced") or self._pending["traced"].get(key))
+
+  def compact_slots(self, spec, members: int, epochs_left: int,
+                    backend: str | None = None) -> int:
+    """The slot size a chunk of `spec` shrinking to `members` runs at for its last
+    `epochs_left` epochs: the smallest larger size of this program that is compiled (or
+    announced) already, when the cost model (`plan.cost_model`) says its padded compute costs
+    less than compiling the right size (CPU, small models: nearly always), else the right size
+    (`plan.slot_size`). Hyperband's rungs and early-stopping retirement then reuse the bucket's
+    one program."""
+    fit = plan_lib.slot_size(members, self.devices)
+    larger = sorted(n for n in self._slots_of(spec) if n > fit)
+    if self._known(spec, fit) or not larger:
+      return fit
+    model = plan_lib.cost_model(backend)
+    shapes = dict(input_shape=tuple(self.data.train_x.shape[1:]), num_classes=spec.num_classes,
+                  num_train=self.data.train_x.shape[0], num_val=self.data.val_x.shape[0])
+    padding = epochs_left * (model.epoch(spec, larger[0], **shapes)
+                             - model.epoch(spec, fit, **shapes))
+    return larger[0] if padding < model.compile(spec, fit) else fit
+
+  def _slots_of(self, spec) -> set[int]:
+    data = self.key(spec, 0)[3]
+    known = {k[1] for k, v in PROGRAMS.items()
+             if k[0] == spec and k[2] == self.devices and k[3] == data and v.get("traced")}
+    return known | {k[1] for k, v in self._pending["traced"].items() if k[0] == spec and v}
 
   def announce(self, chunks: Sequence[Any], why: str) -> str | None:
     """Counts the compiles a change of chunk sizes (compaction, split, resume) will cause; the

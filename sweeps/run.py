@@ -305,9 +305,12 @@ class SweepLoop:
     for chunk in self.chunks:
       keep = [i for i, m in enumerate(chunk.ids) if m not in finished_ids]
       if len(keep) < len(chunk.ids) and keep:
-        # Gathered into the smallest slot size that holds the rest (the same program when it
-        # does not shrink; the freed slots become inactive fillers).
-        smaller = gather(chunk, keep, self.slot_size(len(keep)))
+        # Gathered into the smallest slot size that holds the rest, or a larger one compiled
+        # already where padding costs less than a compile (see Programs.compact_slots); the
+        # freed slots become inactive fillers.
+        left = max(self.members[chunk.ids[i]].target - self.members[chunk.ids[i]].epochs_run
+                   for i in keep)
+        smaller = gather(chunk, keep, self.programs.compact_slots(chunk.spec, len(keep), left))
         self._announce([smaller], why)
         chunk.ids, chunk.hparams, chunk.state = smaller.ids, smaller.hparams, smaller.state
         chunk.slots = smaller.slots

@@ -67,6 +67,24 @@ def test_a_packed_member_trains_as_it_does_alone(common):
       assert np.all(leaf == 0), name              # member 1 has one layer
 
 
+def test_members_of_several_optimizer_families_train_as_they_do_alone():
+  """One program selects each member's optimizer family by an index (an array leaf): its
+  updates and state evolve as in its own program. sgd and momentum are one family."""
+  data = population.device_data(_toy_dataset(n_train=128, n_val=64, shape=(6,)))
+  configs = [dict(c, optimizer=o, lr=lr) for c, o, lr in zip(
+      CONFIGS + CONFIGS[:2], ["adam", "momentum", "rmsprop", "adagrad", "sgd"],
+      [0.01, 0.05, 0.003, 0.05, 0.1])]
+  bucket, resolved, rows = _packed(configs, batch_size=32, clip_norm=1.0)
+  assert bucket.optimizer == ("adagrad", "adam", "momentum", "rmsprop", "sgd")
+  assert [r["optimizer_index"] for r in rows] == [1.0, 2.0, 3.0, 0.0, 2.0]   # sgd = momentum
+  _, packed = population.train(bucket, rows, list(range(5)), data, 2)
+  for i, (spec, row) in enumerate(resolved):
+    _, alone = population.train(spec, [row], [i], data, 2)
+    for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+      np.testing.assert_allclose(packed[metric][i], alone[metric][0], rtol=RTOL, atol=ATOL,
+                                 err_msg=f"member {i} ({spec.optimizer}) {metric}")
+
+
 def test_initial_weights_are_those_at_the_true_shape():
   x = jnp.ones((3, 7))
   small = models.get_model("mlp", widths=(5, 3), num_classes=2, kernel_init="glorot_normal")
@@ -134,9 +152,12 @@ def _sweep(name, lines, pack):
 @given(widths=st.lists(st.sampled_from([3, 6]), min_size=1, max_size=2, unique=True),
        activations=st.lists(st.sampled_from(["relu", "tanh", "gelu"]), min_size=1, max_size=2,
                             unique=True),
-       depth=st.integers(1, 2), optimizer=st.sampled_from(["adam", "momentum"]))
+       depth=st.integers(1, 2),
+       optimizer=st.sampled_from(["choice(adam, momentum)", "adam", "momentum"]))
 def test_packed_and_unpacked_sweeps_give_the_same_records(name, widths, activations, depth,
                                                           optimizer):
+  if name == "pbt":   # pbt keeps static fields (the optimizer) fixed: one program by design
+    optimizer = optimizer.replace("choice(adam, momentum)", "adam")
   lines = ["model=mlp", f"depth=int(1, {depth})",
            f"widths=per_layer(depth, choice({', '.join(map(str, widths))}))",
            f"activation=choice({', '.join(activations)})", f"optimizer={optimizer}",
@@ -215,3 +236,39 @@ def test_a_checkpoint_restores_packed_buckets():
   fresh.load_state_dict(meta, arrays)
   assert [c.spec for c in fresh.chunks] == [c.spec for c in loop.chunks]
   assert {i: r.row for i, r in fresh.members.items()} == {i: r.row for i, r in loop.members.items()}
+
+
+@pytest.mark.parametrize("name,argv", [
+    ("hyperband", ["--strategy=hyperband", "--epochs=9", "--eta=3", "--trials=2",
+                   "--space=lr=loguniform(0.01, 0.3)", "--seed=1", "--train_subset=311"]),
+    ("early_stopping", ["--strategy=grid", "--epochs=6", "--patience=1", "--monitor=val_loss",
+                        "--space=lr=grid(0.0, 0.1)", "--space=l2=grid(0.0, 0.001)",
+                        "--train_subset=312"]),
+])
+def test_the_dry_run_announces_what_hyperband_and_early_stopping_compile(tmp_path, name, argv):
+  """Rungs and retirement shrink chunks; on this CPU a small MLP's chunk then keeps its
+  compiled slot size (fillers cost less than a compile), so the sweep compiles exactly the one
+  program per bucket its dry run announced (each test has its own --train_subset: the jit
+  caches are process-wide and data shapes are part of a program)."""
+  import io
+  import json
+  import os
+  import re
+  from sweeps import cli, records
+  base = ["--dataset=circle", "--noprogress", "--test_top=0", "--space=model=mlp",
+          "--space=depth=int(1, 2)", "--space=widths=per_layer(depth, choice(4, 8))",
+          "--space=batch_size=50", "--val_subset=100", *argv]
+  out = io.StringIO()
+  cfg = cli.config_from_argv(["--dry_run", *base], "circle")
+  cli.run_sweep(cfg, *cli.validate(cfg), out=out)
+  announced = int(re.search(r"(\d+) compiled programs", out.getvalue()).group(1))
+  workdir = str(tmp_path / name)
+  cfg = cli.config_from_argv([f"--workdir={workdir}", *base], "circle")
+  cli.run_sweep(cfg, *cli.validate(cfg), out=io.StringIO())
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  recs = records.read_records(workdir)
+  assert any(r.status in ("pruned", "stopped") for r in recs)   # chunks did shrink
+  assert summary["programs_compiled"] == summary["programs_announced"] == announced
+  with open(os.path.join(workdir, "plan.json")) as f:
+    assert announced == len(json.load(f)[0]["buckets"])   # one program per bucket

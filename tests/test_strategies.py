@@ -230,7 +230,7 @@ def test_early_stopping_retires_members_at_the_epoch_the_rule_says():
   """patience 1, min_delta 0.05 on val_acc: with the stub's curves (speed and quality from lr)
   the gains fall to 0.0439 at epoch 4 (lr 0.001), 0.0458 at epoch 6 (lr 0.01) and 0.027 at
   epoch 4 (lr 0.1). Stopped members leave their chunk at once (no more stub epochs, the chunk
-  compacted) and the best-epoch weights kept for the test split are those of their last epoch
+  compacted or kept at a compiled larger slot size) and the best-epoch weights kept for the test split are those of their last epoch
   (the stub's curves only rise)."""
   sizes = []   # (members, slots) of the chunk at each epoch's end
   strategy = make_strategy("grid", space_lib.parse(["lr=grid(0.001, 0.01, 0.1)"]),
@@ -243,7 +243,11 @@ def test_early_stopping_retires_members_at_the_epoch_the_rule_says():
   stops = {m.trial.config["lr"]: (m.status, m.epochs_run) for m in loop.members.values()}
   assert stops == {0.001: ("stopped", 4), 0.01: ("stopped", 6), 0.1: ("stopped", 4)}
   assert trainer.epochs_run == 4 + 6 + 4
-  assert sizes == [(3, 4)] * 4 + [(1, 1)] * 2
+  # The lone survivor runs in 1 slot, or in the chunk's 4 when that program is compiled and the
+  # cost model says padding costs less than a new compile (programs.compact_slots): which one
+  # depends on what this process compiled before, so both are right; a mix is not.
+  assert sizes[:4] == [(3, 4)] * 4
+  assert sizes[4:] in ([(1, 1)] * 2, [(1, 4)] * 2)
   for m in loop.members.values():
     assert m.record(loop.objective).best_epoch == m.epochs_run - 1
     assert m.test["acc"] == pytest.approx(m.history["val_acc"][-1])

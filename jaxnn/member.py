@@ -276,6 +276,11 @@ def _model_kwargs(cfg) -> tuple[tuple[str, Any], ...]:
                 f"(its options: {', '.join(sorted(options - set(_SHARED_MODEL_OPTIONS)))})")
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   activation = cfg["activation"]
+  for field, low in (("depth", 0), ("width", 1)):   # sizes the MLP reads as one integer each
+    value = kwargs.get(field)
+    if cfg["model"] == "mlp" and value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low):
+      raise _fail(field, cfg[field], f"an integer >= {low}")
   if "widths" in kwargs and cfg["model"] == "mlp":
     widths = kwargs["widths"]
     if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):

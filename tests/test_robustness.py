@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 from absl import flags
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sweeps import cli, records
@@ -73,6 +73,8 @@ _other_flags = st.lists(st.sampled_from([
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_space_lines, _other_flags)
+@example(["--space=depth=[8, 16]"], [])   # found by CI: a list for the MLP's depth was a TypeError
+@example(["--space=width=0.5"], [])
 def test_malformed_configs_are_refused_with_one_line_per_problem(space_lines, other):
   argv = ["--dataset=circle", "--dry_run", *other, *space_lines]
   try:

@@ -175,6 +175,14 @@ def _nbytes(tree) -> int:
 
 
 @functools.lru_cache(maxsize=256)
+def _probe_hparams(spec: BucketSpec) -> dict[str, Any]:
+  """The per-member numbers a forward pass of `spec`'s model reads, as zeros: what shape-only
+  probes (memory estimate, FLOP count) pass as `hparams`."""
+  sites = member_lib.models.dropout_sites(spec.model, num_classes=spec.num_classes,
+                                          **dict(spec.model_kwargs))
+  return {"dropout": jnp.zeros(sites), "act_param": jnp.float32(0)}
+
+
 def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
              input_dtype: str, num_val: int = 0) -> tuple[int, int]:
   """(bytes per member, parameter count) for one member of `spec`, from shapes only.
@@ -207,7 +215,7 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
 
   model = spec.build_model()
   x = jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)
-  hp = {"dropout": jnp.zeros(len(row["dropout"])), "act_param": jnp.float32(0)}
+  hp = _probe_hparams(spec)
 
   def forward(variables, x):
     return model.apply(variables, x, train=False, hparams=hp, capture_intermediates=True,
@@ -385,9 +393,7 @@ def member_macs(spec: BucketSpec, input_shape: tuple[int, ...], num_classes: int
     return _macs(*_mlp_shape(spec), fan_in, num_classes)
   model = spec.build_model()
   x = jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32)
-  hp = {"dropout": jnp.zeros(member_lib.models.dropout_sites(
-      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))),
-        "act_param": jnp.float32(0)}
+  hp = _probe_hparams(spec)
   try:
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape), hparams=hp))
     cost = jax.jit(lambda v, x: model.apply(v, x, hparams=hp)).lower(variables, x).cost_analysis()
@@ -411,11 +417,11 @@ def _waste(spec, members, input_shape, num_classes) -> tuple[float, float]:
 
 
 def estimate_params(spec, fan_in, num_classes) -> int:
+  """Parameters of an MLP of `spec`'s shape: its kernels (one per multiply-add of `_macs`), then
+  per hidden unit a bias, or BatchNorm's scale and shift, and the head's biases."""
   widths, head = _mlp_shape(spec)
-  bias = 0 if dict(spec.model_kwargs).get("batchnorm") else 1
-  sizes = (fan_in,) + tuple(widths)
-  return (sum(a * b + (bias + 2 * (1 - bias)) * b for a, b in zip(sizes, sizes[1:]))
-          + (head or fan_in) * num_classes + num_classes)
+  per_unit = 2 if dict(spec.model_kwargs).get("batchnorm") else 1
+  return _macs(widths, head, fan_in, num_classes) + per_unit * sum(widths) + num_classes
 
 
 def bucket_seconds(model: CostModel, spec: BucketSpec, members: int, epochs: float, *,

@@ -8,8 +8,8 @@ Each variant removes one part by patching the library for that variant only (the
 then wrong: this is a profile, not a training run):
   full:       population.train_epoch as a sweep runs it;
   no_dropout: dropout masks not drawn (identity);
-  no_guard:   no non-finite check and no keep-the-old-state select after each step;
-  no_clip:    no global-norm clipping pass;
+  no_guard:   no keep-the-old-state select after each step, no overflow check per epoch;
+  no_clip:    no global-norm clipping (its norm, also the step's finiteness check, is kept);
   sgd:        plain SGD instead of Adam (the optimizer's elementwise passes);
   no_eval:    the validation pass skipped;
   matmuls:    a hand-written step with the same matmuls (forward + backward) and nothing else.
@@ -70,7 +70,8 @@ def _variant_context(name):
     stack.enter_context(_patched(population, "_tree_finite", lambda tree: jnp.array(True)))
   if name == "no_clip":
     import optax
-    stack.enter_context(_patched(optax, "clip_by_global_norm", lambda n: optax.identity()))
+    stack.enter_context(_patched(optim, "clip_by_global_norm",
+                                 lambda n, norm=None: optax.identity()))
   if name == "no_eval":
     stack.enter_context(_patched(population, "_evaluate", lambda spec, state, hp, *a, **k: (
         jnp.zeros(state.step.shape), jnp.zeros(state.step.shape))))

@@ -188,7 +188,8 @@ def families(optimizers) -> tuple[tuple[str, ...], ...]:
 def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: str = "constant",
                    schedule_per: str = "epoch", steps_per_epoch: int = 1,
                    regularize_biases: bool = False,
-                   l2_per_leaf: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+                   l2_per_leaf: Callable[[Any], Any] | None = None,
+                   grad_norm: jax.Array | None = None) -> optax.GradientTransformation:
   """Builds the member's optax chain.
 
   Args:
@@ -198,11 +199,12 @@ def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: s
     schedule, schedule_per, steps_per_epoch: the learning-rate schedule (static kind and unit).
     regularize_biases: also apply L1/L2/weight decay to biases and norm parameters.
     l2_per_leaf: params -> per-leaf L2 coefficients, replacing the scalar hp['l2'] (per layer).
+    grad_norm: the global norm of the regularized gradient, when the caller computed it already
+      (`regularized_norm`): the clip then uses it instead of taking the norm again.
 
   Returns:
     An optax GradientTransformation whose state shape does not depend on any value in `hp`.
   """
-  mask = all_mask if regularize_biases else kernel_mask
   lr = schedules.learning_rate_fn(schedule, hp, per=schedule_per, steps_per_epoch=steps_per_epoch)
   if isinstance(optimizer, str):
     entry = OPTIMIZERS.get(optimizer)
@@ -210,10 +212,49 @@ def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: s
   else:   # one branch per family, in the order of `families` (the index counts families)
     entries = [OPTIMIZERS.get(group[0]) for group in families(optimizer)]
     scale = select_by_index([e.scale_by(hp, **e.static) for e in entries], hp["optimizer_index"])
+  mask = all_mask if regularize_biases else kernel_mask
   return optax.chain(
-      add_l1_l2(hp["l1"], l2_per_leaf or hp["l2"], mask),
-      optax.clip_by_global_norm(hp["clip_norm"]),
+      regularizer(hp, regularize_biases=regularize_biases, l2_per_leaf=l2_per_leaf),
+      clip_by_global_norm(hp["clip_norm"], grad_norm),
       scale,
       optax.add_decayed_weights(hp["weight_decay"], mask),
       optax.scale_by_learning_rate(lr),
   )
+
+
+def clip_by_global_norm(max_norm: jax.Array, norm: jax.Array | None = None
+                        ) -> optax.GradientTransformation:
+  """`optax.clip_by_global_norm`, the same state and numbers, optionally given the norm.
+
+  Why: a training step that checks the gradient's norm for finiteness already has it; taking
+  it again here is another pass over every parameter (XLA does not merge the two reductions)."""
+  if norm is None:
+    return optax.clip_by_global_norm(max_norm)
+
+  def update_fn(updates, state, params=None):
+    del params
+    trigger = jnp.squeeze(norm < max_norm)
+    return jax.tree_util.tree_map(
+        lambda t: jax.lax.select(trigger, t, (t / norm.astype(t.dtype)) * max_norm),
+        updates), state
+
+  return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def regularizer(hp: Hparams, *, regularize_biases: bool = False,
+                l2_per_leaf: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+  """The first link of `make_optimizer`'s chain: the gradient of the member's L1/L2 penalty
+  added to the gradient (on kernels only, unless `regularize_biases`).
+
+  Exposed so a training step can take the global norm of the regularized gradient itself
+  (`regularized_norm`), check it for finiteness and hand it to the chain's clip (`grad_norm`):
+  one reduction over the parameters for both.
+  """
+  mask = all_mask if regularize_biases else kernel_mask
+  return add_l1_l2(hp["l1"], l2_per_leaf or hp["l2"], mask)
+
+
+def regularized_norm(regularize: optax.GradientTransformation, grads, params) -> jax.Array:
+  """The global norm of `grads` after `regularize` (see `regularizer`), as the clip sees it."""
+  updates, _ = regularize.update(grads, regularize.init(params), params)
+  return optax.tree.norm(updates)

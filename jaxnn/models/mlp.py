@@ -12,12 +12,11 @@ is built at the bucket's padded shape and reads each member's true shape from it
     momentum, L1/L2, weight decay, clipping's global norm) leaves them at 0;
   * an absent layer is an identity: the output layer reads the member's last real layer (a
     select, exact), so a depth-2 member in a depth-5 bucket computes its own 2-layer function;
-  * initial weights survive padding: each output unit's kernel column is drawn from
-    fold_in(key, unit) as a 1-D draw over the padded fan-in (stable under padding with
-    partitionable threefry), scaled from the TRUE fan-in/out; dropout masks hash (key, unit,
-    example), so a unit's mask is the same at any padded width (see `unit_dropout`). A member
-    alone at its true shape uses the same scheme, so a packed member starts from, and trains on,
-    the numbers it gets alone.
+  * initial weights survive padding: kernel entry (fan-in r, unit u) and dropout mask entry
+    (example b, unit u) are keyed hashes of (key, u, r) and (key, u, b) (`jaxnn.hashing`),
+    independent of the padded shape; the kernel's scale comes from the TRUE fan-in/out. A
+    member alone at its true shape uses the same scheme, so a packed member starts from, and
+    trains on, the numbers it gets alone.
 """
 
 from __future__ import annotations
@@ -27,9 +26,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.extend import random as jax_random_ext
 
-from jaxnn import activations, initializers
+from jaxnn import activations, hashing, initializers
 from jaxnn.models import layers
 
 DEFAULT_WIDTH = 256
@@ -68,7 +66,7 @@ def hidden_widths(widths: int | Sequence[int] | None = None, depth: int | None =
 class PackedDense(nn.Module):
   """A Dense layer whose real block is [true_in, true_out] of its [in, features] shape.
 
-  Initialized by `initializers.packed_kernel` (per-unit draws, true-fan scale, zeros outside
+  Initialized by `initializers.packed_kernel` (hashed draws, true-fan scale, zeros outside
   the real block); the bias is the unit bias init on real units, 0 on padded ones.
   """
   features: int
@@ -93,25 +91,14 @@ class PackedDense(nn.Module):
 
 
 def unit_dropout(key, x, rate, width):
-  """Inverted dropout on [B, W] whose mask entry (example b, unit u) is a counter-based hash of
-  (key, u, b): a unit's mask does not depend on how many padded units follow it.
-
-  One Threefry-2x32 evaluation of the counter pair (unit u, row r) gives two words, the bits of
-  examples r and r + ceil(B/2), so the whole [B, W] mask is one hash call laid out as x is, with
-  no per-unit keys and no transposes: measured on the CPU it is cheaper than drawing unit by unit
-  (fold_in per unit, then a [B] draw each, transposed), which cost ~7% of a seed-space MLP step.
-  The uniform is made from the top 23 bits as `jax.random.uniform` does; keep iff uniform < 1-rate.
-  """
+  """Inverted dropout on [B, W] whose mask entry (example b, unit u) is a keyed hash of
+  (key, u, b) (`jaxnn.hashing`): a unit's mask does not depend on how many padded units follow
+  it. The whole mask is one elementwise kernel laid out as x is (no per-unit keys, no
+  transposes); keep iff uniform < 1-rate, the uniform made from the top 23 bits as
+  `jax.random.uniform` does. `width` is x's unit count (kept for callers; x.shape[1])."""
+  del width
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  batch = x.shape[0]
-  half = -(-batch // 2)
-  k1, k2 = jax.random.bits(key, (2,), jnp.uint32)   # the hash's key, from a key of any impl
-  units = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 1)
-  rows = jax.lax.broadcasted_iota(jnp.uint32, (half, width), 0)
-  bits1, bits2 = jax_random_ext.threefry2x32_p.bind(k1, k2, units, rows)
-  bits = jnp.concatenate([bits1, bits2], axis=0)[:batch]
-  uniform = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
-  mask = uniform < keep
+  mask = hashing.uniform01(hashing.bits(key, x.shape, unit_axis=1)) < keep
   scale = jnp.where(keep > 0.0, 1.0 / jnp.where(keep > 0.0, keep, 1.0), 0.0)
   return jnp.where(mask, x * scale.astype(x.dtype), jnp.zeros((), x.dtype))
 

@@ -25,6 +25,7 @@ compare the ratios, which are measured side by side):
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 
@@ -53,6 +54,7 @@ flags.DEFINE_integer("cnn_epochs", 1, "small_cnn epochs.")
 flags.DEFINE_integer("seed", 0, "Seed of the config draw.")
 flags.DEFINE_list("parts", ["ceiling", "mlp", "cnn", "keras"], "What to measure.")
 flags.DEFINE_enum("pack", "auto", ["auto", "off"], "The MLP sweep's --pack.")
+flags.DEFINE_bool("compile_ahead", True, "Compile the next MLP buckets while one trains.")
 
 FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "sweeps", "flags", "cifar_mlp_random.flags")
@@ -96,10 +98,11 @@ def seed_space_configs(count: int, seed: int) -> list[dict]:
   return [space.sample(space_lib.RandomSuggest(rng)) for _ in range(count)]
 
 
-def mlp_population(configs, epochs, dataset, pack="auto"):
+def mlp_population(configs, epochs, dataset, pack="auto", compile_ahead=True):
   """Trains the configs as a sweep does: planned into buckets by `sweeps.plan` (`pack`: the
   sweep's --pack; 'auto' may pad several shapes into one program where the cost model says
-  the saved compile pays), each bucket's chunks trained with population.train. FLOPs count
+  the saved compile pays), each bucket's chunks trained with population.train, the next
+  chunks' programs compiled meanwhile (`compile_ahead`: population.compile_ahead). FLOPs count
   each member's TRUE parameters (padding is not useful work). Returns (GFLOP/s, seconds,
   GFLOP per CPU second, programs compiled, compile seconds), compiles included."""
   data = population.device_data(dataset)
@@ -111,14 +114,22 @@ def mlp_population(configs, epochs, dataset, pack="auto"):
   flops = 0.0
   traces, compile_start = population.TRACE_COUNTS["train_epoch"], programs.compile_seconds()
   start, cpu = time.perf_counter(), time.process_time()
-  for bucket in planned.buckets:
-    for chunk in bucket.chunks():
-      population.train(bucket.spec, [m.row for m in chunk], [m.trial.member_id for m in chunk],
-                       data, epochs)
-      for m in chunk:
-        flops += epochs * m.param_count * (
-            6 * population.steps_per_epoch(bucket.spec, x.shape[0]) * bucket.spec.batch_size
-            + 2 * dataset.val.x.shape[0])
+  chunks = [(bucket, chunk) for bucket in planned.buckets for chunk in bucket.chunks()]
+  # The next chunks' programs compile on a background thread while this one trains.
+  executor = concurrent.futures.ThreadPoolExecutor(1)
+  ahead = [population.compile_ahead(bucket.spec, [m.row for m in chunk], data,
+                                    executor=executor) if compile_ahead else None
+           for bucket, chunk in chunks]
+  for (bucket, chunk), compiled in zip(chunks, ahead):
+    if compiled is not None:
+      compiled.result()
+    population.train(bucket.spec, [m.row for m in chunk], [m.trial.member_id for m in chunk],
+                     data, epochs)
+    for m in chunk:
+      flops += epochs * m.param_count * (
+          6 * population.steps_per_epoch(bucket.spec, x.shape[0]) * bucket.spec.batch_size
+          + 2 * dataset.val.x.shape[0])
+  executor.shutdown()
   seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
   return (flops / seconds / 1e9, seconds, flops / cpu_seconds / 1e9,
           population.TRACE_COUNTS["train_epoch"] - traces,
@@ -229,7 +240,7 @@ def main(argv):
   mlp = None
   if "mlp" in parts:
     mlp, seconds, mlp_cpu, compiled, compile_s = mlp_population(configs, FLAGS.epochs, dataset,
-                                                                     FLAGS.pack)
+                                                                     FLAGS.pack, FLAGS.compile_ahead)
     print(f"mlp      {FLAGS.configs} seed-space configs x {FLAGS.epochs} epochs of "
           f"{FLAGS.examples}: {mlp:8.1f} GFLOP/s in {seconds:.1f} s ({compiled} epoch programs, "
           f"{compile_s:.1f} s tracing and compiling); / ceiling {mlp / ceiling:.2f}"

@@ -22,8 +22,10 @@ Metrics leave the device once per epoch at most: `train_epoch` returns arrays [m
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
+import time
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.struct
@@ -550,6 +552,40 @@ def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Seque
   stacked = {k: np.stack([m[k] for m in history], axis=1) for k in history[0]} if history else {}
   stacked["diverged"] = np.asarray(state.diverged)
   return state, stacked
+
+
+def compile_ahead(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], data: DeviceData,
+                  vectorize: str = "vmap", executor: concurrent.futures.Executor | None = None,
+                  ) -> concurrent.futures.Future:
+  """Compiles, on a background thread, the programs `train(spec, rows, ...)` will run.
+
+  Why: a sweep of many buckets compiles one after another, each compile on one core while the
+  other idles; issued for bucket k+1 while bucket k trains, a compile overlaps training (the
+  jit caches are process-wide: `train` then finds the programs compiled). Wait for the future
+  before training the bucket, or the same program is compiled twice. Only what is compiled
+  for the shapes (members, data) given; the blocked CNN epochs on the CPU are not covered.
+
+  Args:
+    executor: where to run it (default: a new single-thread executor, shut down when done).
+  Returns:
+    A future whose result is the compile's wall seconds.
+  """
+  hparams = jax.tree_util.tree_map(jnp.asarray, stack_rows(rows, list(range(len(rows)))))
+
+  def work():
+    start = time.perf_counter()
+    init.lower(spec, hparams, data).compile()
+    if default_block(spec) is None:
+      state = jax.eval_shape(lambda h: init(spec, h, data), hparams)
+      train_epoch.lower(spec, state, hparams, data, vectorize=vectorize).compile()
+    return time.perf_counter() - start
+
+  if executor is not None:
+    return executor.submit(work)
+  own = concurrent.futures.ThreadPoolExecutor(1)
+  future = own.submit(work)
+  own.shutdown(wait=False)
+  return future
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

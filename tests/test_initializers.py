@@ -182,3 +182,26 @@ def test_rescale_real_model_leaves_batchnorm_and_zero_biases():
   np.testing.assert_array_equal(params["bn_0"]["scale"], np.ones(4))
   np.testing.assert_array_equal(params["bn_0"]["bias"], np.zeros(4))
   np.testing.assert_array_equal(scaled["batch_stats"]["bn_0"]["var"], np.ones(4))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANCE_SCALING) + ["normal", "uniform"])
+def test_packed_kernels_hashed_draws_have_the_unit_statistics_and_survive_padding(name):
+  """`packed_kernel` (the MLP's kernels, drawn from `jaxnn.hashing`): the same statistics as
+  the unit initializer, zeros outside the true block, the true block equal at any padding."""
+  init = initializers.packed_kernel(name)
+  key = jax.random.key(3)   # the production keys: the hash's key words come from them
+  w = np.asarray(init(key, (FAN_IN, FAN_OUT), FAN_IN, FAN_OUT))
+  padded = np.asarray(init(key, (FAN_IN + 24, FAN_OUT + 100), FAN_IN, FAN_OUT))
+  np.testing.assert_array_equal(padded[:FAN_IN, :FAN_OUT], w)
+  assert not padded[FAN_IN:].any() and not padded[:, FAN_OUT:].any()
+  if name in VARIANCE_SCALING:
+    variance, _ = VARIANCE_SCALING[name]
+  else:
+    variance = 1.0 if name == "normal" else 1.0 / 3.0   # N(0, 1), U(-1, 1)
+  assert abs(w.mean()) < 0.01 * math.sqrt(variance)
+  assert w.var() == pytest.approx(variance, rel=0.02)
+  # Neighbours along either axis are uncorrelated (a hash, not a stream with short periods).
+  for a, b in ((w[:, :-1], w[:, 1:]), (w[:-1], w[1:])):
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.01
+  other = np.asarray(init(jax.random.key(4), (FAN_IN, FAN_OUT), FAN_IN, FAN_OUT))
+  assert abs(np.corrcoef(w.ravel(), other.ravel())[0, 1]) < 0.01

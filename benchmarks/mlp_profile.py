@@ -8,17 +8,31 @@ Each variant removes one part by patching the library for that variant only (the
 then wrong: this is a profile, not a training run):
   full:       population.train_epoch as a sweep runs it;
   no_dropout: dropout masks not drawn (identity);
-  no_guard:   no keep-the-old-state select after each step, no overflow check per epoch;
+  no_guard:   no keep-the-old-parameters select after each step (the optimizer still gates
+              its own state), no overflow check per epoch;
   no_clip:    no global-norm clipping (its norm, also the step's finiteness check, is kept);
   sgd:        plain SGD instead of Adam (the optimizer's elementwise passes);
   no_eval:    the validation pass skipped;
   matmuls:    a hand-written step with the same matmuls (forward + backward) and nothing else.
 Prints ms per training step and each variant's share of `full`.
+
+    python benchmarks/mlp_profile.py --breakdown            # per-op times, grouped
+
+`--breakdown` instead traces one epoch of `full` with jax.profiler and sums XLA's per-op times
+(both compute threads) by what each op computes, read from the compiled program: matmuls
+(forward, backward, evaluation), parameter-sized elementwise passes (optimizer, L2, selects),
+parameter-sized reductions (the gradient norm), parameter-sized copies, bias-sized ops, random
+bits, and everything else (activations, dropout masks, loss, data gather). Op time is CPU time
+of the ops, not wall time: only the shares compare across loads.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import glob
+import re
+import tempfile
 import time
 
 import jax
@@ -40,6 +54,7 @@ flags.DEFINE_integer("val_examples", 2000, "Validation examples.")
 flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (alternating rounds).")
 flags.DEFINE_list("variants", ["full", "no_dropout", "no_guard", "no_clip", "sgd", "no_eval",
                                "matmuls"], "Variants to time.")
+flags.DEFINE_bool("breakdown", False, "Per-op times of one epoch of `full`, grouped.")
 
 
 def _dataset(n, n_val):
@@ -96,6 +111,71 @@ def _matmul_step(widths, n_in=3072, classes=10, batch=128):
   return step, ws, x
 
 
+def _categories(compiled_text: str, param_shapes: set[str]) -> dict[str, str]:
+  """op name -> what it computes, from the optimized HLO text."""
+  bodies, current = {}, None
+  for line in compiled_text.splitlines():
+    head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+    if head:
+      current = bodies.setdefault(head.group(1), [])
+    elif current is not None:
+      current.append(line)
+  ops = {}
+  for line in compiled_text.splitlines():
+    op = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\(", line)
+    if not op:
+      continue
+    name, shape, kind = op.groups()
+    called = re.search(r"calls=%([\w.\-]+)", line)
+    body = "\n".join(bodies.get(called.group(1), [])) if called else ""
+    shape = re.sub(r"\{.*?\}", "", shape)
+    dims = (re.findall(r"\[(.*?)\]", shape) or [""])[0]
+    dims = dims[2:] if dims.startswith("1,") else dims   # one member: a leading axis of 1
+    if kind == "dot" or " dot(" in body:
+      ops[name] = "matmul"
+    elif shape.startswith("f32[1]") and (" reduce(" in body or "ynn" in name):
+      ops[name] = "parameter-sized reduction (gradient norm)"
+    elif dims in param_shapes and "," in dims:
+      ops[name] = ("parameter-sized copy" if kind == "copy"
+                   else "parameter-sized elementwise (optimizer, L2, selects)")
+    elif dims in param_shapes:
+      ops[name] = "bias-sized"
+    elif "u32" in shape:
+      ops[name] = "random bits"
+    else:
+      ops[name] = "other (activations, dropout masks, loss, data)"
+  return ops
+
+
+def breakdown(spec, hp, data, steps):
+  """Prints one epoch's per-op times grouped by `_categories`, in ms per training step."""
+  from jax.profiler import ProfileData  # noqa: PLC0415
+  state = population.init(spec, hp, data)
+  state, metrics = population.train_epoch(spec, state, hp, data)
+  jax.block_until_ready(metrics)
+  params = {",".join(map(str, leaf.shape[1:])) for leaf in jax.tree_util.tree_leaves(state.params)}
+  ops = _categories(population.train_epoch.lower(spec, state, hp, data).compile().as_text(),
+                    params)
+  with tempfile.TemporaryDirectory() as folder:
+    start = time.perf_counter()
+    with jax.profiler.trace(folder):
+      state, metrics = population.train_epoch(spec, state, hp, data)
+      jax.block_until_ready(metrics)
+    wall = time.perf_counter() - start
+    profile = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[0])
+    totals = collections.Counter()
+    for plane in profile.planes:
+      for line in plane.lines:
+        for event in line.events:
+          if event.name in ops:
+            totals[ops[event.name]] += event.duration_ns
+  total = sum(totals.values())
+  print(f"one epoch: {steps} steps + evaluation, {1e3 * wall / steps:.1f} ms/step wall "
+        f"(traced); op time {total / 1e6 / steps:.1f} ms/step")
+  for name, ns in totals.most_common():
+    print(f"  {name:52s} {ns / 1e6 / steps:8.1f} ms/step {100 * ns / total:5.1f}%")
+
+
 def main(argv):
   del argv
   jaxnn.configure()
@@ -105,6 +185,11 @@ def main(argv):
   dataset = _dataset(FLAGS.examples, FLAGS.val_examples)
   data = population.device_data(dataset)
   steps = FLAGS.examples // 128
+  if FLAGS.breakdown:
+    spec, row = member.resolve(config, num_classes=10)
+    breakdown(spec, jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0])),
+              data, steps)
+    return
   runners = {}
   for name in FLAGS.variants:
     if name == "matmuls":

@@ -141,11 +141,12 @@ def _l2_per_leaf(spec: BucketSpec, hp: Hparams):
 
 
 def _optimizer(spec: BucketSpec, hp: Hparams, num_train: int,
-               grad_norm: jax.Array | None = None) -> optax.GradientTransformation:
+               grad_norm: jax.Array | None = None, gate: jax.Array | None = None
+               ) -> optax.GradientTransformation:
   return optim.make_optimizer(
       spec.optimizer, hp, schedule=spec.schedule, schedule_per=spec.schedule_per,
       steps_per_epoch=steps_per_epoch(spec, num_train), regularize_biases=spec.regularize_biases,
-      l2_per_leaf=_l2_per_leaf(spec, hp), grad_norm=grad_norm)
+      l2_per_leaf=_l2_per_leaf(spec, hp), grad_norm=grad_norm, gate=gate)
 
 
 def _gradient_norm(spec: BucketSpec, hp: Hparams, grads, params) -> jax.Array:
@@ -161,8 +162,7 @@ def _tree_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _keep_where(ok, new, old):
-  return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+_keep_where = optim.keep_where
 
 
 # ---------------------------------------------------------------- one member, written plainly
@@ -253,12 +253,14 @@ def _member_steps(spec: BucketSpec, data: DeviceData, hp: Hparams, state: Member
     grad_norm = _gradient_norm(spec, hp, grads, state.params)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     ok = state.active & finite
-    tx = _optimizer(spec, hp, num_train, grad_norm)
+    # The optimizer keeps its own state where `ok` is False (`gate`): a select over its state
+    # here made XLA recompute Adam's moments from copies of the old ones.
+    tx = _optimizer(spec, hp, num_train, grad_norm, gate=ok)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new = state.replace(
         params=_keep_where(ok, optax.apply_updates(state.params, updates), state.params),
         batch_stats=_keep_where(ok, batch_stats, state.batch_stats),
-        opt_state=_keep_where(ok, opt_state, state.opt_state),
+        opt_state=opt_state,
         step=state.step + ok.astype(jnp.int32),
         active=ok,
         diverged=state.diverged | (state.active & ~finite))

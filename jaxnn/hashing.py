@@ -36,12 +36,23 @@ def _fmix(h: jax.Array) -> jax.Array:
 def bits(key: jax.Array, shape: tuple[int, int], unit_axis: int) -> jax.Array:
   """uint32 [rows, cols]: entry (i, j) a hash of (key, unit, row) alone, where the unit is the
   index along `unit_axis` and the row the index along the other axis."""
-  k1, k2 = jax.random.bits(key, (2,), jnp.uint32)
+  k1, k2 = _words(key)
   units = jax.lax.broadcasted_iota(jnp.uint32, shape, unit_axis)
   rows = jax.lax.broadcasted_iota(jnp.uint32, shape, 1 - unit_axis)
   h = _fmix(units ^ k1)
   h = _fmix((h + rows * _GOLDEN) ^ k2)
   return _fmix(h + k1)
+
+
+def _words(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Two uint32 words of `key`: a threefry key's own data (already a hash of the seed, the
+  member id and every fold_in: no Threefry call to compile), other kinds through their bits."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and "threefry" in str(
+      jax.random.key_impl(key)):
+    data = jax.random.key_data(key)
+    return data[0], data[1]
+  words = jax.random.bits(key, (2,), jnp.uint32)
+  return words[0], words[1]
 
 
 def uniform01(bits_: jax.Array) -> jax.Array:

@@ -210,14 +210,18 @@ def keras_fit(configs, epochs, dataset):
   flops = 0.0
   start = time.perf_counter()
   for c in configs:
-    reg = tf.keras.regularizers.l2(c.get("l2", 0.0))
+    # Plain Python values (the space's draws are numpy scalars) and keyword arguments: Keras 3's
+    # compile takes loss_weights third, so a positional ["accuracy"] became a 'string' weight.
+    reg = tf.keras.regularizers.l2(float(c.get("l2", 0.0)))
     layers = [tf.keras.Input((x.shape[1],))]
     for w in c["widths"]:
-      layers += [tf.keras.layers.Dense(w, activation=c["activation"], kernel_regularizer=reg),
-                 tf.keras.layers.Dropout(c.get("dropout", 0.0))]
+      layers += [tf.keras.layers.Dense(int(w), activation=str(c["activation"]),
+                                       kernel_regularizer=reg),
+                 tf.keras.layers.Dropout(float(c.get("dropout", 0.0)))]
     model = tf.keras.Sequential(layers + [tf.keras.layers.Dense(10)])
-    model.compile(tf.keras.optimizers.Adam(c.get("lr", 1e-3)),
-                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    model.compile(optimizer=tf.keras.optimizers.Adam(float(c.get("lr", 1e-3))),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
     model.fit(x, y, batch_size=128, epochs=epochs, validation_data=(xv, dataset.val.y),
               verbose=0)
     params = model.count_params()

@@ -10,11 +10,17 @@ filler is a copy of a real member's hyperparameters with `active` False from the
 never recorded nor told to the strategy, and members' numbers do not depend on it (randomness
 comes from (seed, member_id), not from the slot).
 
-Memory is estimated without compiling: the member's state (params, batch statistics, optimizer
-state) comes from `jax.eval_shape` of its init, activations from the shapes of every module
-output in one forward pass (Flax `capture_intermediates` under eval_shape) times the batch size,
-times 3 (forward values kept for the backward pass, their gradients, and workspace). The data
-splits are shared by all members and counted once. A safety margin absorbs what this misses.
+Memory is estimated without compiling (`estimate`, `chunk_bytes`) and pinned to XLA's own count
+of the compiled epoch program (`compiled_bytes`; tests/test_memory_estimate.py): per slot, the
+state twice (params, batch statistics, the optimizer state of every family in the bucket; the
+epoch is not donated, so the old state lives beside the new), the train step's parameter-sized
+temporaries (gradient, each family's update, `UPDATE_TEMPORARIES`) and the larger of the
+training and evaluation activations (from the shapes of every module output in one forward pass:
+Flax `capture_intermediates` under eval_shape); once per chunk, the data splits and one
+normalized evaluation chunk (`shared_bytes`). Measured on the CPU (benchmarks/
+memory_calibration.py): MLPs 1.0-1.35x XLA's count, convolutional models 1.2-1.9x; the process's
+resident memory grows by XLA's count within a few %. The safety margin is for what no program
+counts: other processes, allocator fragmentation, weights kept on the host.
 """
 
 from __future__ import annotations
@@ -183,12 +189,63 @@ def _probe_hparams(spec: BucketSpec) -> dict[str, Any]:
   return {"dropout": jnp.zeros(sites), "act_param": jnp.float32(0)}
 
 
+# Temporaries of one optimizer family's update inside the compiled train step, in units of the
+# parameters' bytes, beyond the gradient (which every step holds once: 1 more). Measured as XLA's
+# temp_size_in_bytes of the real epoch program (`compiled_bytes`) of [512, 512] MLPs at 4 slots,
+# less the gradient and the activations, then rounded up (2026-12-01, XLA:CPU, jax 0.10.2):
+# sgd/momentum/nesterov/adagrad 0.2-0.3, adam/adamw 1.0-1.3, rmsprop 1.8, rmsprop_centered
+# 2.4, adadelta 2.8. A family not listed counts UPDATE_TEMPORARIES_DEFAULT.
+UPDATE_TEMPORARIES = {"sgd": 0.5, "momentum": 0.5, "nesterov": 0.5, "adagrad": 0.5, "adam": 1.5,
+                      "adamw": 1.5, "rmsprop": 2.5, "rmsprop_centered": 3.5, "adadelta": 3.5}
+UPDATE_TEMPORARIES_DEFAULT = 3.0
+# What the backward pass holds per value of a forward pass (captured module outputs): the value
+# kept for the backward pass, its gradient and one workspace; a packed MLP layer computes every
+# activation choice (a select keeps one), one more value each.
+TRAIN_ACTIVATION_COPIES = 3
+# Convolutional families hold fewer copies (XLA:CPU fuses their elementwise layers and the
+# train program runs in blocks of CPU_CONV_BLOCK steps): their evaluation decides (measured:
+# small_cnn 0.7x, lenet5 1.3x one chunk of captured outputs per slot), 1.5 covers the training.
+CONV_ACTIVATION_COPIES = 3
+
+
+def update_temporaries(spec: BucketSpec) -> float:
+  """Parameter-sized temporaries of `spec`'s train step: the gradient, each optimizer family's
+  update workspace, and with several families the select among their updates."""
+  families = optim.families(member_lib.optimizers(spec))
+  work = sum(max(UPDATE_TEMPORARIES.get(n, UPDATE_TEMPORARIES_DEFAULT) for n in family)
+             for family in families)
+  return 1.0 + work + (len(families) if len(families) > 1 else 0)
+
+
+def _choices(spec: BucketSpec) -> int:
+  return len(member_lib.mlp_choices(spec)) if spec.model == "mlp" else 1
+
+
+def shared_bytes(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
+                 input_dtype: str, num_val: int = 0) -> int:
+  """Device bytes of a chunk that do not grow with its slots: the data splits (once, not per
+  member), the padded copy of the validation split the evaluation makes, and one evaluation
+  chunk normalized to float32 (every member reads the same one)."""
+  example = int(np.prod(input_shape))
+  itemsize = jnp.dtype(input_dtype).itemsize
+  data = (num_train + 2 * num_val) * example * itemsize + 4 * (num_train + num_val)  # + labels
+  eval_chunk = min(spec.eval_batch_size, max(num_val, 1)) * example * 4
+  return int(data + eval_chunk)
+
+
 def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
              input_dtype: str, num_val: int = 0) -> tuple[int, int]:
-  """(bytes per member, parameter count) for one member of `spec`, from shapes only.
+  """(bytes per slot, parameter count) for one member of `spec`, from shapes only.
 
-  The epoch program trains, then evaluates on the validation split in chunks of
-  `eval_batch_size`: the activations of the larger of the two phases are counted."""
+  What a slot holds while its chunk runs an epoch (the program is not donated, so the loop can
+  retry after an allocation failure): its state twice (params, batch statistics, the optimizer
+  state of every family in the bucket; the old state beside the new), the train step's
+  parameter-sized temporaries (`update_temporaries`), and the larger of the training
+  activations (its batch of inputs and every captured module output, TRAIN_ACTIVATION_COPIES
+  times, one more per extra activation choice) and the evaluation's (a chunk of
+  `eval_batch_size` examples, forward only). What does not grow with the slots is
+  `shared_bytes`; a chunk is `chunk_bytes`. Pinned against XLA's own count of the compiled
+  program (`compiled_bytes`) in tests/test_memory_estimate.py."""
   sample = jax.ShapeDtypeStruct((1,) + input_shape, jnp.dtype(input_dtype))
   data = population.DeviceData(
       train_x=jax.ShapeDtypeStruct((num_train,) + input_shape, jnp.dtype(input_dtype)),
@@ -196,20 +253,7 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
       val_y=jax.ShapeDtypeStruct((1,), jnp.int32),
       mean=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32),
       std=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32))
-  _, row = member_lib.resolve({}, num_classes=2)  # only shapes matter below
-  row["dropout"] = [0.0] * member_lib.models.dropout_sites(
-      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
-  row["milestones"] = [0.0] * spec.num_milestones
-  if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
-    depth = len(row["dropout"])
-    row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
-    if not isinstance(spec.schedule, str):
-      row["schedule_index"] = 0.0
-    if not isinstance(spec.optimizer, str):
-      row["optimizer_index"] = 0.0
-  else:
-    row["l2"] = 0.0
-  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
+  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([probe_row(spec)], [0]))
   state = jax.eval_shape(lambda h: population.init(spec, h, data), hparams)
   params_count = int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))
 
@@ -226,11 +270,89 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
     variables["batch_stats"] = state.batch_stats
   variables = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), variables)
   _, inter = jax.eval_shape(forward, variables, x)
-  train_act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
-  eval_act_bytes = _nbytes(inter) * min(spec.eval_batch_size, max(num_val, 1))   # forward only
-  act_bytes = max(train_act_bytes, eval_act_bytes)
-  state_bytes = _nbytes(state)   # one member
-  return state_bytes * 2 + act_bytes, params_count   # x2: new state built beside the old
+  convolutional = member_lib.models.model_entry(spec.model).convolutional
+  copies = CONV_ACTIVATION_COPIES if convolutional else TRAIN_ACTIVATION_COPIES
+  choices = _choices(spec)
+  example = _nbytes(inter) * (copies + choices - 1) + 4 * int(np.prod(input_shape))
+  train_act_bytes = example * min(spec.batch_size, num_train)
+  # Under vmap a convolution of the shared evaluation chunk becomes a grouped convolution over
+  # a per-slot copy of its input (measured: lenet5's evaluation holds 1.3x its outputs).
+  eval_example = _nbytes(inter) * choices + (4 * int(np.prod(input_shape)) if convolutional else 0)
+  eval_act_bytes = eval_example * min(spec.eval_batch_size, max(num_val, 1))
+  param_bytes = _nbytes(state.params)
+  state_bytes = _nbytes(state)
+  return int(2 * state_bytes + update_temporaries(spec) * param_bytes
+             + max(train_act_bytes, eval_act_bytes)), params_count
+
+
+def chunk_bytes(spec: BucketSpec, slots: int, input_shape: tuple[int, ...], num_train: int,
+                input_dtype: str, num_val: int = 0) -> int:
+  """Estimated device bytes of a chunk of `slots` slots running its epoch: `shared_bytes` once
+  plus `estimate` per slot."""
+  per_slot, _ = estimate(spec, tuple(input_shape), num_train, input_dtype, num_val)
+  return shared_bytes(spec, tuple(input_shape), num_train, input_dtype, num_val) + slots * per_slot
+
+
+def probe_row(spec: BucketSpec) -> dict[str, Any]:
+  """A member's row at `spec`'s (padded) shape, all numbers placeholders: what shape-only
+  probes (`estimate`, `compiled_bytes`) stack as hparams."""
+  _, row = member_lib.resolve({}, num_classes=2)  # only shapes matter below
+  row["dropout"] = [0.0] * member_lib.models.dropout_sites(
+      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
+  row["milestones"] = [0.0] * spec.num_milestones
+  if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
+    depth = len(row["dropout"])
+    row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
+    if not isinstance(spec.schedule, str):
+      row["schedule_index"] = 0.0
+    if not isinstance(spec.optimizer, str):
+      row["optimizer_index"] = 0.0
+  else:
+    row["l2"] = 0.0
+  return row
+
+
+def compiled_bytes(spec: BucketSpec, slots: int, data: population.DeviceData,
+                   vectorize: str | None = None) -> int:
+  """XLA's own count of the device bytes of a chunk's epoch: arguments + outputs + temporaries
+  - aliased, of each program `population.run_epoch` calls for it on this backend (the largest;
+  lowered and compiled, never run). `data` may hold arrays or ShapeDtypeStructs; `vectorize`
+  defaults to the loop's rule for a chunk of `slots` ('map' for one slot, else 'vmap').
+
+  The ground truth `estimate` is pinned to; on the CPU a process's resident memory grows by
+  about this much while the chunk runs (measured: within 3%)."""
+  vectorize = vectorize or ("map" if slots == 1 else "vmap")
+  struct = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)  # noqa: E731
+  data = population.DeviceData(*(struct(x) for x in data))
+  hparams = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+      population.stack_rows([probe_row(spec)] * slots, list(range(slots))))
+  state = jax.eval_shape(lambda h, d: population.init(spec, h, d), hparams, data)
+  block = population.default_block(spec)
+  if block is not None and vectorize == "map" and slots > 1:
+    # run_epoch issues each member alone with the one-slot program; the chunk's other slots
+    # hold their state before and after meanwhile.
+    per_slot = _nbytes(state) // slots
+    return compiled_bytes(spec, 1, data, "map") + 2 * (slots - 1) * per_slot
+  if block is None:
+    programs = [population.train_epoch_retryable.lower(spec, state, hparams, data,
+                                                       vectorize=vectorize)]
+  else:
+    steps = min(block, population.steps_per_epoch(spec, data.train_x.shape[0]))
+    order = jax.ShapeDtypeStruct((slots, steps, min(spec.batch_size, data.train_x.shape[0])),
+                                 jnp.int32)
+    per = jax.ShapeDtypeStruct((slots,), jnp.float32)
+    step_metric = jax.ShapeDtypeStruct((slots, steps), jnp.float32)
+    programs = [population.train_block_retryable.lower(spec, state, hparams, data, order,
+                                                       vectorize=vectorize),
+                population.finish_epoch.lower(spec, state, hparams, data, step_metric,
+                                              step_metric, per, vectorize=vectorize)]
+  sizes = []
+  for lowered in programs:
+    m = lowered.compile().memory_analysis()
+    sizes.append(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                 - m.alias_size_in_bytes)
+  return int(max(sizes))
 
 
 def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[int, ...],
@@ -256,7 +378,10 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
   # The splits once, plus the padded copy of the validation split the evaluation makes.
   data_bytes = int((num_train + 2 * num_val) * np.prod(input_shape) * itemsize)
   dtype = str(jnp.dtype(input_dtype))
-  room = max(budget * SAFETY_MARGIN - data_bytes, 0)
+
+  def room(spec):   # what the slots of a chunk of `spec` may use
+    shared = shared_bytes(spec, tuple(input_shape), num_train, dtype, num_val)
+    return max(budget * SAFETY_MARGIN - shared, 0)
   groups: dict[BucketSpec, list[PlannedMember]] = {}
   for trial in trials:
     spec, row = member_lib.resolve(trial.config, num_classes=num_classes, num_train=num_train)
@@ -281,7 +406,7 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
       m.spec = spec
     # The memory holds a chunk's slots, fillers included: cap members at the largest slot size
     # that fits, so a padded chunk never outgrows the budget.
-    capacity = max_slots(int(room // max(member_bytes, 1)), devices)
+    capacity = max_slots(int(room(spec) // max(member_bytes, 1)), devices)
     chunk = int(max(1, min(len(members), capacity)))
     epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
     predicted = None   # MLPs only: other families' FLOPs would need a lowering each
@@ -416,6 +541,39 @@ def _waste(spec, members, input_shape, num_classes) -> tuple[float, float]:
   return 1.0 - sum(true) / (full * len(members)), max(0.0, 1.0 - params / padded)
 
 
+@functools.lru_cache(maxsize=64)
+def _state_arrays(optimizer: str) -> float:
+  """Parameter-sized arrays in `optimizer`'s state (adam: 2, momentum: 1), from its init's
+  shapes on a probe vector."""
+  entry = optim.OPTIMIZERS.get(optimizer)
+  hp = {k: jnp.float32(v) for k, v in optim.default_hparams(optimizer).items()}
+  size = 1024
+  state = jax.eval_shape(entry.scale_by(hp, **entry.static).init,
+                         jax.ShapeDtypeStruct((size,), jnp.float32))
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state)
+             if jnp.ndim(x) and x.shape[0] == size) / size
+
+
+def mlp_slot_bytes(spec: BucketSpec, fan_in: int, num_classes: int, num_train: int,
+                   num_val: int) -> int:
+  """`estimate` for an MLP spec, from its shape alone (no tracing): what the packing search
+  uses for the many merged specs it weighs. The same terms: state twice (parameters, each
+  family's optimizer state), the step's temporaries, the larger of the training and
+  evaluation activations (captured outputs: every layer and the head, twice over)."""
+  widths, _ = _mlp_shape(spec)
+  params = 4 * estimate_params(spec, fan_in, num_classes)
+  families = optim.families(member_lib.optimizers(spec))
+  state = params * (1 + sum(_state_arrays(f[0]) for f in families))
+  if dict(spec.model_kwargs).get("batchnorm"):
+    state += 4 * 2 * sum(widths)
+  choices = _choices(spec)
+  inter = 4 * (sum(widths) + 2 * num_classes)
+  train = min(spec.batch_size, num_train) * (
+      inter * (TRAIN_ACTIVATION_COPIES + choices - 1) + 4 * fan_in)
+  evaluation = min(spec.eval_batch_size, max(num_val, 1)) * inter * choices
+  return int(2 * state + update_temporaries(spec) * params + max(train, evaluation))
+
+
 def estimate_params(spec, fan_in, num_classes) -> int:
   """Parameters of an MLP of `spec`'s shape: its kernels (one per multiply-add of `_macs`), then
   per hidden unit a bias, or BatchNorm's scale and shift, and the head's biases."""
@@ -460,14 +618,10 @@ def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_
     if key is not None:
       by_key.setdefault(key, []).extend(members)
 
-  def member_bytes(spec):
-    widths, _ = _mlp_shape(spec)
-    params = estimate_params(spec, fan_in, num_classes)
-    return 4 * (8 * params + 3 * min(spec.batch_size, num_train) * (fan_in + sum(widths)))
-
   def cost(spec, members):
     epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
-    capacity = max_slots(int(room // max(member_bytes(spec), 1)), devices)
+    slot = mlp_slot_bytes(spec, fan_in, num_classes, num_train, num_val)
+    capacity = max_slots(int(room(spec) // max(slot, 1)), devices)
     return bucket_seconds(model, spec, len(members), epochs, input_shape=tuple(input_shape),
                           num_classes=num_classes, num_train=num_train, num_val=num_val,
                           capacity=capacity, devices=devices)

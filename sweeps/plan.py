@@ -71,7 +71,7 @@ class Bucket:
   """Members sharing one compiled program, split into chunks that fit in memory."""
   spec: BucketSpec
   members: list[PlannedMember]
-  member_bytes: int          # estimated device bytes per member
+  member_bytes: int          # estimated device bytes per slot (`estimate`)
   param_count: int
   chunk_size: int            # members per chunk (the last may hold fewer)
   devices: int = 1
@@ -79,6 +79,7 @@ class Bucket:
   memory_waste: float = 0.0  # the same for parameter memory
   split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
   predicted_seconds: float | None = None   # the cost model's compile + train time (MLPs)
+  shared_bytes: int = 0      # a chunk's bytes that do not grow with its slots (`shared_bytes`)
 
   def chunks(self) -> list[list[PlannedMember]]:
     return [self.members[i:i + self.chunk_size]
@@ -135,7 +136,7 @@ class Plan:
       lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
                    f"slots | {per_device} slot{'s' if per_device > 1 else ''}/device "
                    f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
-                   f"~{_mib(b.member_bytes * max(b.slots()))}/chunk | padding waste "
+                   f"~{_mib(b.shared_bytes + b.member_bytes * max(b.slots()))}/chunk | padding waste "
                    f"{100 * b.waste:.0f}% FLOPs, {100 * b.memory_waste:.0f}% memory"
                    + (f" | split by: {', '.join(b.split_by)}" if b.split_by else ""))
       lines.append(f"    members: {ids}")
@@ -149,7 +150,8 @@ class Plan:
                      "members": [m.trial.member_id for m in b.members],
                      "chunks": [[m.trial.member_id for m in c] for c in b.chunks()],
                      "slots": b.slots(),
-                     "member_bytes": b.member_bytes, "param_count": b.param_count,
+                     "member_bytes": b.member_bytes, "shared_bytes": b.shared_bytes,
+                     "param_count": b.param_count,
                      "waste": b.waste, "memory_waste": b.memory_waste,
                      "split_by": list(b.split_by),
                      "predicted_seconds": b.predicted_seconds}
@@ -408,6 +410,7 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
     # that fits, so a padded chunk never outgrows the budget.
     capacity = max_slots(int(room(spec) // max(member_bytes, 1)), devices)
     chunk = int(max(1, min(len(members), capacity)))
+    shared = shared_bytes(spec, tuple(input_shape), num_train, dtype, num_val)
     epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
     predicted = None   # MLPs only: other families' FLOPs would need a lowering each
     if spec.model == "mlp":
@@ -416,7 +419,8 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
                                  num_train=num_train, num_val=num_val, capacity=chunk,
                                  devices=devices)
     buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices, waste=waste,
-                          memory_waste=memory_waste, predicted_seconds=predicted))
+                          memory_waste=memory_waste, predicted_seconds=predicted,
+                          shared_bytes=shared))
   for b in buckets:
     b.split_by = tuple(sorted({f for o in buckets if o is not b
                                for f in member_lib.split_fields(b.spec, o.spec)}))

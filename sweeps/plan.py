@@ -196,7 +196,8 @@ def _probe_hparams(spec: BucketSpec) -> dict[str, Any]:
 # temp_size_in_bytes of the real epoch program (`compiled_bytes`) of [512, 512] MLPs at 4 slots,
 # less the gradient and the activations, then rounded up (2026-12-01, XLA:CPU, jax 0.10.2):
 # sgd/momentum/nesterov/adagrad 0.2-0.3, adam/adamw 1.0-1.3, rmsprop 1.8, rmsprop_centered
-# 2.4, adadelta 2.8. A family not listed counts UPDATE_TEMPORARIES_DEFAULT.
+# 2.4, adadelta 2.8; a one-slot chunk (lax.map) holds ~0.25 more. A family not listed counts
+# UPDATE_TEMPORARIES_DEFAULT.
 UPDATE_TEMPORARIES = {"sgd": 0.5, "momentum": 0.5, "nesterov": 0.5, "adagrad": 0.5, "adam": 1.5,
                       "adamw": 1.5, "rmsprop": 2.5, "rmsprop_centered": 3.5, "adadelta": 3.5}
 UPDATE_TEMPORARIES_DEFAULT = 3.0
@@ -204,9 +205,10 @@ UPDATE_TEMPORARIES_DEFAULT = 3.0
 # kept for the backward pass, its gradient and one workspace; a packed MLP layer computes every
 # activation choice (a select keeps one), one more value each.
 TRAIN_ACTIVATION_COPIES = 3
-# Convolutional families hold fewer copies (XLA:CPU fuses their elementwise layers and the
-# train program runs in blocks of CPU_CONV_BLOCK steps): their evaluation decides (measured:
-# small_cnn 0.7x, lenet5 1.3x one chunk of captured outputs per slot), 1.5 covers the training.
+# The same for convolutional families (trained in blocks of CPU_CONV_BLOCK unrolled steps on the
+# CPU). At CIFAR sizes their evaluation decides (measured: small_cnn 0.7x, lenet5 1.3x one chunk
+# of captured outputs per slot); with batch 32 and small evaluation chunks (MNIST-shaped, the
+# test) training does, and needs 3 copies too.
 CONV_ACTIVATION_COPIES = 3
 
 
@@ -449,6 +451,26 @@ class CostModel:
   compile_per_layer: float = 0.0
   compile_vmap: float = 0.0
   update_seconds: float = 0.0
+  # (width, FLOP/s) of an MLP layer's matmuls by its output width (the head: by its input
+  # width), interpolated in log width; empty: flops_per_second for every layer.
+  width_rates: tuple[tuple[int, float], ...] = ()
+
+  def rate(self, width: int) -> float:
+    """Sustained FLOP/s of an MLP layer of `width` units."""
+    if not self.width_rates:
+      return self.flops_per_second
+    widths = np.log([w for w, _ in self.width_rates])
+    return float(np.interp(np.log(max(width, 1)), widths, [r for _, r in self.width_rates]))
+
+  def _seconds_per_mac(self, spec: BucketSpec, input_shape, num_classes) -> float:
+    """Seconds of one multiply-add of `spec`'s forward pass, averaged over its layers by MACs."""
+    if spec.model != "mlp" or not self.width_rates:
+      return 1.0 / self.flops_per_second
+    widths, head = _mlp_shape(spec)
+    sizes = (int(np.prod(input_shape)),) + tuple(widths)
+    layers = [(a * b, b) for a, b in zip(sizes, sizes[1:])] + [((head or sizes[0]) * num_classes,
+                                                              head or sizes[0])]
+    return sum(m / self.rate(w) for m, w in layers) / max(sum(m for m, _ in layers), 1)
 
   def compile(self, spec: BucketSpec, slots: int) -> float:
     """Predicted seconds to trace and compile `spec`'s programs at `slots` slots."""
@@ -461,33 +483,41 @@ class CostModel:
     """Predicted seconds of one epoch (training + validation) of a chunk of `slots` slots: every
     slot computes the bucket's padded shape, fillers included."""
     macs = member_macs(spec, input_shape, num_classes)
+    per_flop = self._seconds_per_mac(spec, tuple(input_shape), num_classes)
     batch = min(spec.batch_size, num_train)
     steps = max(num_train // batch, 1)
-    train = 6.0 * macs * batch * slots / self.flops_per_second
+    train = 6.0 * macs * batch * slots * per_flop
     if spec.model == "mlp":
       families = len(optim.families(member_lib.optimizers(spec)))
       params = estimate_params(spec, int(np.prod(input_shape)), num_classes)
       train += families * params * slots * self.update_seconds
-    return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots / self.flops_per_second
+    return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots * per_flop
 
 
-# Measured with `nice -n 10 python benchmarks/cost_calibration.py` (2026-11-30 22:10 UTC, the
-# shared 2-core CPU, load average 2 rising to 11 during the run), through the real init and
-# train_epoch programs of MLP buckets on CIFAR-shaped data:
-#   compile (init + epoch), width 256:   depth 1: 12.0 s (1 slot) / 15.1 s (8 slots),
-#     depth 3: 17.6 / 23.2 s, depth 5: 23.4 / 27.9 s  -> 12.3 + 2.5 per further layer, +3 vmapped;
-#   epoch FLOP/s, one layer, batch 128, 2048 examples: 25-44 GFLOP/s at widths 64-2048, 1 or 8
-#     slots (no trend with width or slots: the epoch is matmul-bound from width 64 on) -> 28e9.
-# Other work on the machine slows compiles and matmuls alike (a quiet machine: ~4 s and ~80
-# GFLOP/s, NOTES.md), so what decides, compile seconds x FLOP/s (~350 GFLOP per program), holds.
+# Measured with `nice -n 10 python benchmarks/cost_calibration.py --slots=1,8
+# --widths=64,256,1024,2048` (2026-12-01 02:05-02:09 UTC, the shared 2-core CPU, load average
+# 5.5-6.7: another engineer's locked measurement ran at normal priority beside it), through the
+# real init and train_epoch programs of MLP buckets on CIFAR-shaped data:
+#   compile (init + epoch), width 256, 1 / 8 slots: depth 1: 10.3 / 14.3 s (3 activations:
+#     14.4), depth 3: 12.1 / 19.5 (18.7), depth 5: 10.8 / 11.2 (11.7) -> 10.5 + 1.0 per further
+#     layer + 3.5 vmapped (the run of 2026-11-30 at load 2-11: 12.0-27.9 s, +2.5 per layer);
+#   epoch FLOP/s, one layer, batch 128, 2048 examples, 1 / 8 slots: width 64: 31 / 32 GFLOP/s,
+#     256: 57 / 45, 1024: 51 / 50, 2048: 53 / 39 -> the table below (by layer width: a narrow
+#     layer's matmuls are too small to keep both cores busy).
+#   Probes beside it (niced, same load): a packed [1024, 2048, 2048, 1024, 2048] bucket with
+#     three activations ran at 37 GFLOP/s at 1, 2 and 8 slots vs 40-46 for one 2048 layer: depth
+#     and activation choices cost little; dropout and the 3-way select were within noise.
+# Other work on the machine slows compiles and matmuls alike (NOTES.md: 30-50%), so what
+# decides, compile seconds x FLOP/s (~500-700 GFLOP per program), holds across loads.
 # An optimizer family's update: ~7 float32 arrays of the parameters' size read or written
 # (gradient, moments, parameters), ~28 bytes a parameter, at the few GB/s two busy cores
-# stream: 3e-9 s (an estimate, not measured).
+# stream: 3e-9 s (an estimate; the epoch rates above include one family's update).
 # GPU/TPU: not measured here (no device lent); small MLP steps are launch-bound there, so padding
 # is nearly free and every compile saved pays.
 COST_MODELS = {
-    "cpu": CostModel(flops_per_second=28e9, compile_seconds=12.3, compile_per_layer=2.5,
-                     compile_vmap=3.0, step_seconds=2e-5, update_seconds=3e-9),
+    "cpu": CostModel(flops_per_second=45e9, compile_seconds=10.5, compile_per_layer=1.0,
+                     compile_vmap=3.5, step_seconds=2e-5, update_seconds=3e-9,
+                     width_rates=((64, 31e9), (256, 51e9), (1024, 51e9), (2048, 46e9))),
     "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4,
                      update_seconds=2e-11),
     "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4,

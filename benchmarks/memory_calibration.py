@@ -49,7 +49,8 @@ def cases():
   out.append(("packed [256]x5, 3 activations",
               [_mlp([256] * 5, activation=a) for a in ("relu", "gelu", "tanh")], 4))
   out.append(("packed [1024,2048,2048,1024,2048], 3 act.",
-              [_mlp([1024, 2048, 2048, 1024, 2048], activation=a) for a in ("relu", "gelu", "tanh")],
+              [_mlp([1024, 2048, 2048, 1024, 2048], activation=a)
+               for a in ("relu", "gelu", "tanh")],
               8))
   for name in ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "rmsprop_centered",
                "adagrad", "adadelta"):

@@ -130,7 +130,8 @@ def main(argv):
       print(f"  ({name}) {pack}: {r['programs']} programs, compile {r['compile']:.1f} s, train "
             f"{r['train']:.1f} s, total {r['total']:.1f} s, predicted {r['predicted']:.1f} s "
             f"(compile {r['predicted_compile']:.1f} s, train "
-            f"{r['predicted'] - r['predicted_compile']:.1f} s), largest chunk estimated {r['chunk_mib']:.0f} MiB, peak RSS so far "
+            f"{r['predicted'] - r['predicted_compile']:.1f} s), largest chunk estimated "
+            f"{r['chunk_mib']:.0f} MiB, peak RSS so far "
             f"{r['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.1f}", flush=True)
     off, auto = results["off"], results["auto"]
     print(f"\n({name}) {off['members']} members, train {cfg.train_subset}, 1 epoch")

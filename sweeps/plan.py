@@ -136,7 +136,8 @@ class Plan:
       lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
                    f"slots | {per_device} slot{'s' if per_device > 1 else ''}/device "
                    f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
-                   f"~{_mib(b.shared_bytes + b.member_bytes * max(b.slots()))}/chunk | padding waste "
+                   f"~{_mib(b.shared_bytes + b.member_bytes * max(b.slots()))}/chunk "
+                   f"| padding waste "
                    f"{100 * b.waste:.0f}% FLOPs, {100 * b.memory_waste:.0f}% memory"
                    + (f" | split by: {', '.join(b.split_by)}" if b.split_by else ""))
       lines.append(f"    members: {ids}")
@@ -444,6 +445,8 @@ class CostModel:
       step of one small member leaves an accelerator mostly idle).
     update_seconds: one optimizer family's update of one parameter in one step (elementwise,
       memory-bound); a bucket whose members use k families computes k updates.
+    chunk_seconds: a chunk's fixed cost per epoch beyond compute.
+    width_rates: FLOP/s of an MLP layer by width (see `rate`).
   """
   flops_per_second: float
   compile_seconds: float
@@ -451,6 +454,8 @@ class CostModel:
   compile_per_layer: float = 0.0
   compile_vmap: float = 0.0
   update_seconds: float = 0.0
+  # What a chunk's epoch costs beyond its compute: init, launch, the metrics' host sync, records.
+  chunk_seconds: float = 0.0
   # (width, FLOP/s) of an MLP layer's matmuls by its output width (the head: by its input
   # width), interpolated in log width; empty: flops_per_second for every layer.
   width_rates: tuple[tuple[int, float], ...] = ()
@@ -509,6 +514,9 @@ class CostModel:
 #     and activation choices cost little; dropout and the 3-way select were within noise.
 # Other work on the machine slows compiles and matmuls alike (NOTES.md: 30-50%), so what
 # decides, compile seconds x FLOP/s (~500-700 GFLOP per program), holds across loads.
+# A chunk's fixed cost per epoch (init, launch, host sync, records): 0.15 s, from (b) --pack=off
+# (2026-12-01 00:05, load 4-5): 6.9 s of "train" for 42 one-member chunks whose compute the
+# model puts at 2.2 s.
 # An optimizer family's update: ~7 float32 arrays of the parameters' size read or written
 # (gradient, moments, parameters), ~28 bytes a parameter, at the few GB/s two busy cores
 # stream: 3e-9 s (an estimate; the epoch rates above include one family's update).
@@ -517,6 +525,7 @@ class CostModel:
 COST_MODELS = {
     "cpu": CostModel(flops_per_second=45e9, compile_seconds=10.5, compile_per_layer=1.0,
                      compile_vmap=3.5, step_seconds=2e-5, update_seconds=3e-9,
+                     chunk_seconds=0.15,
                      width_rates=((64, 31e9), (256, 51e9), (1024, 51e9), (2048, 46e9))),
     "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4,
                      update_seconds=2e-11),
@@ -627,7 +636,7 @@ def bucket_seconds(model: CostModel, spec: BucketSpec, members: int, epochs: flo
   epoch = model.epoch(spec, total, input_shape=input_shape, num_classes=num_classes,
                       num_train=num_train, num_val=num_val)
   # The fixed per-step floor is paid per chunk, not per slot.
-  return model.compile(spec, slots) + epochs * epoch
+  return model.compile(spec, slots) + epochs * (epoch + -(-members // chunk) * model.chunk_seconds)
 
 
 # Among partitions whose predicted time is within this share of the fastest, the planner takes

@@ -25,7 +25,7 @@ class Chunk:
   spec: member_lib.BucketSpec
   ids: list[int]
   hparams: dict[str, jax.Array]
-  state: population.MemberState | None   # None until initialized (see SweepLoop._init_chunks)
+  state: population.MemberState | None   # None until it first trains (SweepLoop.init_chunk)
   member_bytes: int = 0   # the planner's estimate, for memory back-off decisions
   vectorize: str | None = None   # 'vmap' or 'map' once chosen (see sweeps/vectorize.py)
   slots: int = 0   # the compiled population size: ids fill the first slots, fillers the rest

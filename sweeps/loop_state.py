@@ -32,9 +32,13 @@ def state_dict(loop) -> tuple[dict[str, Any], dict[str, Any]]:
       "chunk_bytes": [c.member_bytes for c in loop.chunks],
       "chunk_vectorize": [c.vectorize for c in loop.chunks],
       "chunk_slots": [c.slots for c in loop.chunks],
+      # Chunks not yet initialized (they init as they first train) hold no arrays: a resume
+      # initializes them then, to the same numbers (init depends on hparams only).
+      "chunk_ready": [c.state is not None for c in loop.chunks],
       "plans": [p.to_json() for p in loop.plans],
   }
-  arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in loop.chunks],
+  arrays = {"chunks": [{"hparams": c.hparams, "state": c.state} for c in loop.chunks
+                       if c.state is not None],
             "kept": [kept.best[i] for i in sorted(kept.best)]}
   if kept.final:
     meta["final"] = sorted(kept.final)
@@ -58,7 +62,9 @@ def abstract_arrays(loop, meta: Mapping[str, Any]) -> dict[str, Any]:
     return jax.eval_shape(lambda h: h, hparams), state
 
   chunks = []
-  for ids, slots in zip(meta["chunks"], chunk_slots(meta)):
+  for ids, slots, ready in zip(meta["chunks"], chunk_slots(meta), chunk_ready(meta)):
+    if not ready:
+      continue
     hparams, state = abstract(ids, slots)
     chunks.append(_placed(loop.mesh, {"hparams": hparams, "state": state}, slots))
   kept = []
@@ -92,11 +98,14 @@ def load_state_dict(loop, meta: Mapping[str, Any], arrays: Mapping[str, Any]) ->
   loop.phase, loop.sync_at = meta["phase"], meta["sync_at"]
   loop.strategy.load_state_dict(meta["strategy"])
   loop.members = _members(loop, meta)
-  loop.chunks = [Chunk(loop.members[ids[0]].spec, list(ids), dict(a["hparams"]), a["state"],
-                       int(nbytes), vectorize, slots)
-                 for ids, a, nbytes, vectorize, slots in zip(
-                     meta["chunks"], arrays["chunks"], meta["chunk_bytes"],
-                     meta["chunk_vectorize"], chunk_slots(meta))]
+  stored = iter(arrays["chunks"])
+  loop.chunks = []
+  for ids, nbytes, vectorize, slots, ready in zip(
+      meta["chunks"], meta["chunk_bytes"], meta["chunk_vectorize"], chunk_slots(meta),
+      chunk_ready(meta)):
+    a = next(stored) if ready else {"hparams": {}, "state": None}
+    loop.chunks.append(Chunk(loop.members[ids[0]].spec, list(ids), dict(a["hparams"]),
+                             a["state"], int(nbytes), vectorize, slots))
   loop._announce(loop.chunks, "resume")
   # Kept and final weights live on the host, whatever the restore placed.
   loop.kept.best = {i: tuple(multihost.to_host(tuple(a)))
@@ -136,3 +145,8 @@ def extend(loop, old_epochs: int, new_epochs: int) -> list[int]:
 def chunk_slots(meta: Mapping[str, Any]) -> list[int]:
   """Each checkpointed chunk's slot size (checkpoints from before slots: its member count)."""
   return list(meta.get("chunk_slots") or [len(ids) for ids in meta["chunks"]])
+
+
+def chunk_ready(meta: Mapping[str, Any]) -> list[bool]:
+  """Whether each checkpointed chunk was initialized (checkpoints from before lazy init: all)."""
+  return list(meta.get("chunk_ready") or [True] * len(meta["chunks"]))

@@ -1,6 +1,7 @@
 """The sweep loop: drives a strategy over populations of live members. It only schedules.
 
-    ask -> plan -> init chunks -> train epoch by epoch until a sync point -> on_sync actions
+    ask -> plan -> lay out chunks -> init each chunk as it first trains, train it epoch by epoch
+        until a sync point -> on_sync actions
         -> finished members recorded and told -> compaction -> ask again ...
 
 A *chunk* (sweeps/chunks.py) is a live population: one BucketSpec, a list of member ids, their
@@ -87,7 +88,7 @@ class SweepLoop:
     self.on_record = on_record or (lambda records: None)
     self.on_epoch = on_epoch or (lambda loop, chunk: None)
     self.on_checkpoint = on_checkpoint or (lambda loop, force: None)
-    self.on_plan = on_plan or (lambda plan: None)   # after a plan's chunks are initialized
+    self.on_plan = on_plan or (lambda plan: None)   # after a plan's chunks are laid out
     self.phase = vocab.ASK        # ASK | TRAIN | TEST | DONE (vocab)
     self.sync_at: int | None = None
     self.stop_requested: str | None = None   # set by a signal handler: checkpoint and stop
@@ -130,20 +131,33 @@ class SweepLoop:
     return plan
 
   def start(self, trials: Sequence[Trial]) -> None:
+    """Plans `trials` and lays out their chunks, not yet initialized: each chunk is initialized
+    (and its init program compiled) just before it first trains (`train_chunk`), so the first
+    results come after one bucket's compiles, not after every bucket's."""
     plan = self.plan(trials)
     self.plans.append(plan)
     self.programs.announced += plan.compile_count()
     for bucket in plan.buckets:
       for chunk_members, slots in zip(bucket.chunks(), bucket.slots()):
         ids = [m.trial.member_id for m in chunk_members]
-        rows = [m.row for m in chunk_members]
         for m in chunk_members:
           self.members[m.trial.member_id] = MemberRun(
               m.trial, population.with_dtype(m.spec, self.dtype), m.row, m.param_count,
               target=m.trial.epochs)
-        self.chunks.extend(self._init_chunks(population.with_dtype(bucket.spec, self.dtype), ids,
-                                             rows, bucket.member_bytes, slots))
+        self.chunks.append(Chunk(population.with_dtype(bucket.spec, self.dtype), ids, {}, None,
+                                 bucket.member_bytes, slots=slots))
     self.on_plan(plan)
+
+  def init_chunk(self, chunk: Chunk) -> list[Chunk]:
+    """`chunk` initialized in place in `self.chunks` (a no-op when it is): the chunks it
+    became (one, or the parts an allocation failure at init left; none if all failed)."""
+    if chunk.state is not None:
+      return [chunk]
+    position = self.chunks.index(chunk)
+    parts = self._init_chunks(chunk.spec, chunk.ids, [self.members[i].row for i in chunk.ids],
+                              chunk.member_bytes, chunk.slots)
+    self.chunks[position:position + 1] = parts
+    return parts
 
   def _init_chunks(self, spec, ids, rows, member_bytes, slots=None) -> list[Chunk]:
     """Initializes a chunk padded to `slots` (default: its own slot size); on an allocation
@@ -194,7 +208,12 @@ class SweepLoop:
 
   def train_chunk(self, chunk: Chunk) -> None:
     """Trains a chunk to the phase's end; on an allocation failure backs off (`_back_off`)
-    and trains each part from the state before the failed epoch."""
+    and trains each part from the state before the failed epoch. A chunk not yet initialized
+    is initialized first (`init_chunk`)."""
+    if chunk.state is None:
+      for part in self.init_chunk(chunk):
+        self.train_chunk(part)
+      return
     try:
       self._train_chunk(chunk)
     except Exception as e:  # noqa: BLE001 - only allocation failures are handled

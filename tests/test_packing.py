@@ -226,7 +226,12 @@ def test_a_checkpoint_restores_packed_buckets():
   loop.start(strategy.ask())
   # A packed chunk: members of several true shapes in one program.
   assert any(len({tuple(loop.members[i].row["widths"]) for i in c.ids}) > 1 for c in loop.chunks)
+  # Chunks initialize as they first train; the first one only, so the checkpoint holds an
+  # initialized chunk and (where the plan has more) chunks still waiting, with no arrays.
+  assert all(c.state is None for c in loop.chunks)
+  loop.init_chunk(loop.chunks[0])
   meta, arrays = loop.state_dict()
+  assert len(arrays["chunks"]) == 1 and meta["chunk_ready"][0]
   meta = json.loads(json.dumps(meta))
   fresh = SweepLoop(make_strategy("random", strategy.space, strategy.settings), dataset,
                     test_top=0, pack="auto")
@@ -235,6 +240,7 @@ def test_a_checkpoint_restores_packed_buckets():
           == jax.tree_util.tree_structure(arrays["chunks"]))
   fresh.load_state_dict(meta, arrays)
   assert [c.spec for c in fresh.chunks] == [c.spec for c in loop.chunks]
+  assert [c.state is None for c in fresh.chunks] == [c.state is None for c in loop.chunks]
   assert {i: r.row for i, r in fresh.members.items()} == {i: r.row for i, r in loop.members.items()}
 
 

@@ -201,3 +201,57 @@ def test_a_padded_chunk_resumes_from_a_mid_training_checkpoint_to_the_same_recor
   for member_id, record in full.items():
     assert resumed[member_id].history == record.history
     assert resumed[member_id].status == record.status
+
+
+def test_each_chunk_initializes_just_before_it_first_trains(tmp_path):
+  """Two buckets (two batch sizes): the second is initialized only after the first has trained
+  its epochs, so the first result does not wait for every bucket's init compile."""
+  from jaxnn import data, population
+  from sweeps import run, space as space_lib, strategies
+  from sweeps.strategies import base
+  calls = []
+
+  class Recording:
+    def init(self, spec, hparams, d):
+      calls.append(("init", spec.batch_size))
+      return population.init(spec, hparams, d)
+
+    def run_epoch(self, spec, state, hparams, d, **kwargs):
+      calls.append(("epoch", spec.batch_size))
+      return population.run_epoch(spec, state, hparams, d, **kwargs)
+
+    evaluate = staticmethod(population.evaluate)
+
+  dataset = data.load("circle", val_fraction=0.2, seed=0, train_subset=307, val_subset=100)
+  space = space_lib.parse(["model=mlp", "widths=[8]", "batch_size=grid(25, 50)"])
+  loop = run.SweepLoop(strategies.make_strategy("grid", space, base.Settings(epochs=2)), dataset,
+                       test_top=0, trainer=Recording())
+  loop.run()
+  assert calls == [("init", 25), ("epoch", 25), ("epoch", 25),
+                   ("init", 50), ("epoch", 50), ("epoch", 50)]
+
+
+def test_a_checkpoint_with_a_chunk_not_yet_initialized_resumes_to_the_same_records(
+    tmp_path, monkeypatch):
+  """A checkpoint taken after the first bucket's first epoch holds the second bucket without
+  arrays; the resumed sweep initializes it then, to the same numbers, and compiles what it
+  announced."""
+  monkeypatch.setattr(checkpoint.SweepCheckpointer, "prune", lambda self: None)
+  argv = ["--strategy=grid", "--epochs=2", "--space=batch_size=grid(25, 50)",
+          "--space=lr=grid(0.05, 0.2)", "--checkpoint_every_epochs=1", "--keep_checkpoints=10",
+          "--train_subset=309"]
+  full, summary, _, _ = _sweep(tmp_path, "full", *argv)
+  assert summary["programs_compiled"] == summary["programs_announced"] == 2
+  folder = tmp_path / "full" / "checkpoints"
+  steps = sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+  shutil.copytree(tmp_path / "full", tmp_path / "cut")
+  for step in steps[1:]:   # back to the first save: bucket 2 not initialized yet
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
+  with open(tmp_path / "cut" / "checkpoints" / str(steps[0]) / "meta" / "metadata") as f:
+    assert '"chunk_ready": [true, false]' in f.read().replace("\n", "")
+  resumed, summary, _, text = _sweep(tmp_path, "cut", *argv)
+  assert "resuming" in text and "phase train" in text
+  assert summary["programs_compiled"] == summary["programs_announced"]
+  for member_id, record in full.items():
+    assert resumed[member_id].history == record.history
+    assert resumed[member_id].status == record.status

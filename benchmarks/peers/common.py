@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 FLAGFILE = "sweeps/flags/cifar_mlp_random.flags"
+FAST_FLAGFILE = "sweeps/flags/cifar_mlp_fast.flags"   # the same space, by Hyperband
 DEPTH = (1, 5)
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
 ACTIVATIONS = ("relu", "gelu", "tanh")
@@ -45,19 +46,22 @@ class Budget:
 # would take Keras Tuner alone over an hour here.
 FULL = Budget(trials=10, epochs=3, train_subset=None, val_subset=None)
 QUICK = Budget(trials=3, epochs=2, train_subset=2000, val_subset=500)
+# A probe of where each tool's time goes per member-epoch, at the full data size.
+PROBE = Budget(trials=3, epochs=1, train_subset=None, val_subset=None)
+BUDGETS = {"full": FULL, "quick": QUICK, "probe": PROBE}
 
 
 def runner_args(**choices) -> tuple[argparse.Namespace, Budget]:
-  """The command line every contender's runner takes (--data_dir, --out, --quick), plus one
+  """The command line every contender's runner takes (--data_dir, --out, --budget), plus one
   required choice per keyword (e.g. strategy=("random", "bayes")); returns (args, budget)."""
   parser = argparse.ArgumentParser()
   for name, values in choices.items():
     parser.add_argument(f"--{name}", choices=values, required=True)
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--out", required=True)
-  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--budget", choices=tuple(BUDGETS), default="full")
   args = parser.parse_args()
-  return args, QUICK if args.quick else FULL
+  return args, BUDGETS[args.budget]
 
 
 def load_split(data_dir: str, budget: Budget):
@@ -75,14 +79,16 @@ def flat_float(dataset, split) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Trace:
-  """Collects (seconds since start, val accuracy) per member-epoch."""
+  """Collects (seconds since start, val accuracy, parameters of the member, member number) per
+  member-epoch."""
 
   def __init__(self):
     self.start = time.perf_counter()
-    self.points: list[tuple[float, float]] = []
+    self.points: list[tuple[float, float, int, int]] = []
 
-  def add(self, val_acc: float) -> None:
-    self.points.append((time.perf_counter() - self.start, float(val_acc)))
+  def add(self, val_acc: float, params: int = 0, member: int = 0) -> None:
+    self.points.append((time.perf_counter() - self.start, float(val_acc), int(params),
+                        int(member)))
 
   def dump(self, path: str, **extra) -> None:
     with open(path, "w") as f:
@@ -91,8 +97,16 @@ class Trace:
 
 def summarize(points, target: float | None) -> tuple[float, float | None]:
   """(best val accuracy, seconds until the target was first reached or None)."""
-  best = max((v for _, v in points), default=float("nan"))
+  best = max((p[1] for p in points), default=float("nan"))
   reached = None
   if target is not None:
-    reached = next((t for t, v in points if v >= target), None)
+    reached = next((p[0] for p in points if p[1] >= target), None)
   return best, reached
+
+
+def members_reaching(points, target: float | None) -> int | None:
+  """How many distinct members reached the target at some epoch (how many of a contender's
+  draws were good enough: a measure of the luck of the draw)."""
+  if target is None or not points or len(points[0]) < 4:
+    return None
+  return len({p[3] for p in points if p[1] >= target})

@@ -51,7 +51,7 @@ def run_contender(name: str, args, outdir: str) -> dict | None:
       return json.load(f)
   script, *flags = CONTENDERS[name]
   cmd = [sys.executable, os.path.join(HERE, script), *flags, f"--data_dir={args.data_dir}",
-         f"--out={out}"] + (["--quick"] if args.quick else [])
+         f"--out={out}", f"--budget={args.budget}"]
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
   print(f"--- {name}: {' '.join(cmd[1:])}", flush=True)
   result = subprocess.run(cmd, env=env, cwd=os.path.dirname(os.path.dirname(HERE)))
@@ -63,28 +63,42 @@ def run_contender(name: str, args, outdir: str) -> dict | None:
 
 
 def table(results: dict, target: float | None) -> str:
+  """The comparison, one row per contender: budget spent, wall, best, time to target, and
+  where the time went (first result, seconds per million parameter-epochs, engine compiles)."""
   kt_wall = results.get(TARGET_FROM, {}).get("wall") if results.get(TARGET_FROM) else None
   lines = [f"target: {TARGET_FROM} best val acc = "
            + (f"{target:.4f}" if target is not None else "n/a"),
-           "| contender | member-epochs | wall s | best val acc | s to target | / kt_random wall |",
-           "|---|---|---|---|---|---|"]
+           "| contender | member-epochs | wall s | best val acc | s to target | / kt_random wall "
+           "| members >= target | first result s | s per M param-epochs | compile s (programs) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for name, res in results.items():
     if res is None:
-      lines.append(f"| {name} | failed | | | | |")
+      lines.append(f"| {name} | failed | | | | | | | | |")
       continue
-    best, reached = common.summarize(res["points"], target)
+    points = res["points"]
+    best, reached = common.summarize(points, target)
     ratio = f"{reached / kt_wall:.2f}" if reached is not None and kt_wall else "-"
-    lines.append(f"| {name} | {len(res['points'])} | {res['wall']:.0f} | {best:.4f} | "
+    first = f"{points[0][0]:.0f}" if points else "-"
+    param_epochs = sum(p[2] for p in points if len(p) > 2) / 1e6
+    rate = f"{res['wall'] / param_epochs:.2f}" if param_epochs else "-"
+    summary = res.get("summary") or {}
+    compiled = (f"{summary['compile_seconds']:.0f} ({summary['programs_compiled']})"
+                if summary else "")
+    lines.append(f"| {name} | {len(points)} | {res['wall']:.0f} | {best:.4f} | "
                  + (f"{reached:.0f}" if reached is not None else "not reached")
-                 + f" | {ratio} |")
+                 + f" | {ratio} | {common.members_reaching(points, target)} | {first} | {rate} "
+                 f"| {compiled} |")
   return "\n".join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data_dir", default=os.environ.get("JAXNN_DATA_DIR", "../shared/datasets"))
-  parser.add_argument("--quick", action="store_true",
-                      help=f"smoke run: {common.QUICK}")
+  parser.add_argument("--budget", choices=tuple(common.BUDGETS), default="full",
+                      help="full: the seed budget (common.FULL); quick: a smoke run "
+                           "(common.QUICK); probe: 3 configs x 1 epoch at full size, to see "
+                           "where each tool's time goes (common.PROBE)")
+  parser.add_argument("--quick", action="store_true", help="the same as --budget=quick")
   parser.add_argument("--only", default=",".join(CONTENDERS),
                       help="comma-separated contenders (default: all)")
   parser.add_argument("--outdir", default=None, help="where traces go (default: a temp folder)")
@@ -92,6 +106,8 @@ def main():
                       help="read the traces already in --outdir instead of rerunning those "
                            "contenders (to finish an interrupted comparison)")
   args = parser.parse_args()
+  if args.quick:
+    args.budget = "quick"
   outdir = args.outdir or tempfile.mkdtemp(prefix="peers_")
   os.makedirs(outdir, exist_ok=True)
   names = [n for n in args.only.split(",") if n]

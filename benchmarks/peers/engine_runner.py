@@ -2,10 +2,13 @@
 
   python benchmarks/peers/engine_runner.py --strategy=hyperband --data_dir=... --out=trace.json
 
-random and bayes search the flagfile's space as it is; hyperband searches it too, with
---epochs as R and eta 3 (every bracket). PBT can only vary numbers inside one compiled program,
-so its population fixes the architecture to [1024, 512] relu and lets PBT tune lr, L2 and
-dropout, which the seed space holds fixed or on a coarse grid.
+As a user would run it: the flagfiles as they are, with the engine's defaults (--pack=auto:
+members of different MLP shapes may share a program where the cost model says it pays), only the
+budget changed. random and bayes search the seed flagfile's space (cifar_mlp_random.flags);
+hyperband is the fast flagfile (cifar_mlp_fast.flags: eta 3, its two most exploratory brackets)
+with the budget's epochs as R. PBT can only vary numbers inside one compiled program, so its
+population fixes the architecture to [1024, 512] relu and lets PBT tune lr, L2 and dropout,
+which the seed space holds fixed or on a coarse grid.
 """
 
 from __future__ import annotations
@@ -26,15 +29,14 @@ PBT_SPACE = ["--space=depth=2", "--space=widths=[1024, 512]", "--space=activatio
 def argv_for(strategy: str, budget: common.Budget) -> list[str]:
   """The sweep flags of one engine contender (the seed flagfile plus the budget)."""
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  argv = [f"--flagfile={os.path.join(repo, common.FLAGFILE)}", f"--strategy={strategy}",
+  flagfile = common.FAST_FLAGFILE if strategy == "hyperband" else common.FLAGFILE
+  argv = [f"--flagfile={os.path.join(repo, flagfile)}", f"--strategy={strategy}",
           f"--epochs={budget.epochs}", f"--seed={budget.seed}", "--noprogress",
           f"--workdir={tempfile.mkdtemp(prefix='engine_')}"]   # validated; the loop writes nothing
   if strategy in ("random", "bayes"):
     argv.append(f"--trials={budget.trials}")
   if strategy == "bayes":
     argv.append(f"--batch={max(2, budget.trials // 5)}")   # 5 rounds of asks
-  if strategy == "hyperband":
-    argv += ["--eta=3", "--trials=100"]   # --trials caps brackets: keep them all
   if strategy == "pbt":
     argv += PBT_SPACE + [f"--batch={max(4, min(16, budget.trials))}",
                          f"--pbt_interval={1 if budget.epochs < 4 else 2}"]
@@ -56,11 +58,16 @@ def main():
     for member_id, run in loop.members.items():
       history = run.history["val_acc"]
       for value in history[seen.get(member_id, 0):]:
-        trace.add(value if value is not None else 0.0)
+        trace.add(value if value is not None else 0.0, run.param_count, member_id)
       seen[member_id] = len(history)
 
-  loop = SweepLoop(strategy, dataset, objective="val_acc", early_stopping=EarlyStopping(),
-                   test_top=0, on_epoch=on_epoch)
+  # The loop as the CLI builds it (sweeps/cli.py run_sweep), without the workdir's writers.
+  loop = SweepLoop(strategy, dataset, objective=cfg.objective,
+                   early_stopping=EarlyStopping(cfg.patience, cfg.min_delta, cfg.monitor),
+                   test_top=0, on_epoch=on_epoch, conv_vectorize=cfg.conv_vectorize,
+                   memory_budget_bytes=(int(cfg.memory_budget_mb * 2**20)
+                                        if cfg.memory_budget_mb else None),
+                   dtype=cfg.dtype, pack=cfg.pack)
   runs = loop.run()
   # The loop's own split of its wall time (compile vs train), to say where the time went.
   trace.dump(args.out, trials=len(runs), summary=loop.summary())

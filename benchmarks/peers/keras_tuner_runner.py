@@ -44,9 +44,14 @@ def main():
 
   trace = common.Trace()
 
+  trials = [-1]
+
   class Record(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      trials[0] += 1   # one fit per trial, one trial at a time
+
     def on_epoch_end(self, epoch, logs=None):
-      trace.add(logs["val_accuracy"])
+      trace.add(logs["val_accuracy"], self.model.count_params(), trials[0])
 
   workdir = tempfile.mkdtemp(prefix="kt_")
   build = lambda hp: build_model(hp, keras)

@@ -2,7 +2,7 @@
 
 The loop is what one writes by hand without this engine: one trial at a time, a jitted step
 called from Python per batch, validation after each epoch reported to Optuna, which may prune.
-  python benchmarks/peers/optuna_flax.py --data_dir=... --out=trace.json [--quick]
+  python benchmarks/peers/optuna_flax.py --data_dir=... --out=trace.json [--budget=quick]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def objective(trial, data, budget, trace):
     hits = sum(int(correct(params, xv[i:i + 1000], yv[i:i + 1000], model=model))
                for i in range(0, len(xv), 1000))
     acc = hits / len(xv)
-    trace.add(acc)
+    trace.add(acc, sum(p.size for p in jax.tree_util.tree_leaves(params)), trial.number)
     trial.report(acc, epoch)
     if trial.should_prune():
       raise optuna.TrialPruned()

@@ -82,6 +82,8 @@ def main(argv):
   for depth in (1, 3, 5):
     for acts in (("relu",), ("relu", "gelu", "tanh")):
       for slots in (1, 8):
+        if slots == 1 and len(acts) > 1:   # one member has one activation: the row above
+          continue
         spec, rows = _bucket([256] * depth, acts, slots, n)
         c, _ = _time(spec, rows, data)
         compiles.append((depth, len(acts), slots, c))

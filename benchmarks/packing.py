@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import os
+import resource
 import time
 
 import jax
@@ -30,6 +31,7 @@ from absl import app, flags
 
 from jaxnn import data, population
 from sweeps import cli
+from sweeps import plan as plan_lib
 from sweeps.run import EarlyStopping, SweepLoop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,10 +42,9 @@ flags.DEFINE_bool("quick", False, "Smoke run: tiny subsets and few members.")
 flags.DEFINE_list("cases", ["cifar_mlp", "mnist_opt", "mnist_64"], "Which cases to run.")
 flags.DEFINE_string("datasets", SHARED, "Folder with the offline data sets.")
 flags.DEFINE_integer("train_subset", 2048, "Training examples per case (full mode).")
-# The planner's memory estimate undercounts what XLA:CPU holds for wide packed MLPs (a chunk of 8
-# members of 23M parameters estimated at 4.5 GiB reached 18 GiB and was killed on this 24 GiB
-# machine, 2026-11-30): the benchmark caps the budget so chunks stay small (same programs).
-flags.DEFINE_integer("memory_budget_mb", 2000, "The planner's memory budget per run.")
+# Default: the planner's own (the device's memory; on the CPU half the host RAM). The estimate
+# is pinned to XLA's count of the compiled programs (tests/test_memory_estimate.py), so chunks fit.
+flags.DEFINE_integer("memory_budget_mb", None, "The planner's memory budget per run (MiB).")
 FLAGS = flags.FLAGS
 
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
@@ -86,7 +87,8 @@ def _run(dataset_name, argv, dataset, pack):
   _compile_seconds.clear()
   start = time.perf_counter()
   loop = SweepLoop(strategy, dataset, objective=cfg.objective, test_top=0, pack=pack,
-                   memory_budget_bytes=FLAGS.memory_budget_mb * 2**20,
+                   memory_budget_bytes=(FLAGS.memory_budget_mb * 2**20
+                                        if FLAGS.memory_budget_mb else None),
                    early_stopping=EarlyStopping(cfg.patience, cfg.min_delta, cfg.monitor))
   runs = loop.run()
   total = time.perf_counter() - start
@@ -94,8 +96,18 @@ def _run(dataset_name, argv, dataset, pack):
   best = max((max(v for v in r.history["val_acc"] if v is not None) for r in runs
               if any(v is not None for v in r.history["val_acc"])), default=float("nan"))
   predicted = [p.predicted_seconds() for p in loop.plans]
-  return {"members": len(runs), "buckets": sum(len(p.buckets) for p in loop.plans),
+  # The cost model's compile share (one compile per bucket), so its train share shows apart.
+  model = plan_lib.cost_model()
+  predicted_compile = sum(model.compile(b.spec, max(b.slots())) for p in loop.plans
+                          for b in p.buckets)
+  chunk = max(b.shared_bytes + b.member_bytes * max(b.slots()) for p in loop.plans
+              for b in p.buckets)
+  return {"chunk_mib": chunk / 2**20,
+          # the process's high-water mark so far (Linux: KiB), this run and any before it
+          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+          "members": len(runs), "buckets": sum(len(p.buckets) for p in loop.plans),
           "predicted": sum(predicted) if None not in predicted else float("nan"),
+          "predicted_compile": predicted_compile,
           "programs": population.TRACE_COUNTS["train_epoch"] - before, "compile": compile_s,
           "train": total - compile_s, "total": total, "best": best}
 
@@ -116,8 +128,11 @@ def main(argv):
     for pack in ("off", "auto"):
       results[pack] = r = _run(dataset_name, argv, dataset, pack)
       print(f"  ({name}) {pack}: {r['programs']} programs, compile {r['compile']:.1f} s, train "
-            f"{r['train']:.1f} s, total {r['total']:.1f} s, predicted {r['predicted']:.1f} s, "
-            f"load average {os.getloadavg()[0]:.1f}", flush=True)
+            f"{r['train']:.1f} s, total {r['total']:.1f} s, predicted {r['predicted']:.1f} s "
+            f"(compile {r['predicted_compile']:.1f} s, train "
+            f"{r['predicted'] - r['predicted_compile']:.1f} s), largest chunk estimated "
+            f"{r['chunk_mib']:.0f} MiB, peak RSS so far "
+            f"{r['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.1f}", flush=True)
     off, auto = results["off"], results["auto"]
     print(f"\n({name}) {off['members']} members, train {cfg.train_subset}, 1 epoch")
     print(f"  {'':6} {'programs':>8} {'compile s':>10} {'train s':>9} {'total s':>9} "

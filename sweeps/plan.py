@@ -10,11 +10,17 @@ filler is a copy of a real member's hyperparameters with `active` False from the
 never recorded nor told to the strategy, and members' numbers do not depend on it (randomness
 comes from (seed, member_id), not from the slot).
 
-Memory is estimated without compiling: the member's state (params, batch statistics, optimizer
-state) comes from `jax.eval_shape` of its init, activations from the shapes of every module
-output in one forward pass (Flax `capture_intermediates` under eval_shape) times the batch size,
-times 3 (forward values kept for the backward pass, their gradients, and workspace). The data
-splits are shared by all members and counted once. A safety margin absorbs what this misses.
+Memory is estimated without compiling (`estimate`, `chunk_bytes`) and pinned to XLA's own count
+of the compiled epoch program (`compiled_bytes`; tests/test_memory_estimate.py): per slot, the
+state twice (params, batch statistics, the optimizer state of every family in the bucket; the
+epoch is not donated, so the old state lives beside the new), the train step's parameter-sized
+temporaries (gradient, each family's update, `UPDATE_TEMPORARIES`) and the larger of the
+training and evaluation activations (from the shapes of every module output in one forward pass:
+Flax `capture_intermediates` under eval_shape); once per chunk, the data splits and one
+normalized evaluation chunk (`shared_bytes`). Measured on the CPU (benchmarks/
+memory_calibration.py): MLPs 1.0-1.35x XLA's count, convolutional models 1.2-1.9x; the process's
+resident memory grows by XLA's count within a few %. The safety margin is for what no program
+counts: other processes, allocator fragmentation, weights kept on the host.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ class Bucket:
   """Members sharing one compiled program, split into chunks that fit in memory."""
   spec: BucketSpec
   members: list[PlannedMember]
-  member_bytes: int          # estimated device bytes per member
+  member_bytes: int          # estimated device bytes per slot (`estimate`)
   param_count: int
   chunk_size: int            # members per chunk (the last may hold fewer)
   devices: int = 1
@@ -73,6 +79,7 @@ class Bucket:
   memory_waste: float = 0.0  # the same for parameter memory
   split_by: tuple[str, ...] = ()   # what keeps these members out of the other buckets
   predicted_seconds: float | None = None   # the cost model's compile + train time (MLPs)
+  shared_bytes: int = 0      # a chunk's bytes that do not grow with its slots (`shared_bytes`)
 
   def chunks(self) -> list[list[PlannedMember]]:
     return [self.members[i:i + self.chunk_size]
@@ -129,7 +136,8 @@ class Plan:
       lines.append(f"  bucket {i}: {b.spec.name()} | {len(b.members)} members | chunks [{sizes}] "
                    f"slots | {per_device} slot{'s' if per_device > 1 else ''}/device "
                    f"| {b.param_count:,} params/member | ~{_mib(b.member_bytes)}/member, "
-                   f"~{_mib(b.member_bytes * max(b.slots()))}/chunk | padding waste "
+                   f"~{_mib(b.shared_bytes + b.member_bytes * max(b.slots()))}/chunk "
+                   f"| padding waste "
                    f"{100 * b.waste:.0f}% FLOPs, {100 * b.memory_waste:.0f}% memory"
                    + (f" | split by: {', '.join(b.split_by)}" if b.split_by else ""))
       lines.append(f"    members: {ids}")
@@ -143,7 +151,8 @@ class Plan:
                      "members": [m.trial.member_id for m in b.members],
                      "chunks": [[m.trial.member_id for m in c] for c in b.chunks()],
                      "slots": b.slots(),
-                     "member_bytes": b.member_bytes, "param_count": b.param_count,
+                     "member_bytes": b.member_bytes, "shared_bytes": b.shared_bytes,
+                     "param_count": b.param_count,
                      "waste": b.waste, "memory_waste": b.memory_waste,
                      "split_by": list(b.split_by),
                      "predicted_seconds": b.predicted_seconds}
@@ -183,12 +192,65 @@ def _probe_hparams(spec: BucketSpec) -> dict[str, Any]:
   return {"dropout": jnp.zeros(sites), "act_param": jnp.float32(0)}
 
 
+# Temporaries of one optimizer family's update inside the compiled train step, in units of the
+# parameters' bytes, beyond the gradient (which every step holds once: 1 more). Measured as XLA's
+# temp_size_in_bytes of the real epoch program (`compiled_bytes`) of [512, 512] MLPs at 4 slots,
+# less the gradient and the activations, then rounded up (2026-12-01, XLA:CPU, jax 0.10.2):
+# sgd/momentum/nesterov/adagrad 0.2-0.3, adam/adamw 1.0-1.3, rmsprop 1.8, rmsprop_centered
+# 2.4, adadelta 2.8; a one-slot chunk (lax.map) holds ~0.25 more. A family not listed counts
+# UPDATE_TEMPORARIES_DEFAULT.
+UPDATE_TEMPORARIES = {"sgd": 0.5, "momentum": 0.5, "nesterov": 0.5, "adagrad": 0.5, "adam": 1.5,
+                      "adamw": 1.5, "rmsprop": 2.5, "rmsprop_centered": 3.5, "adadelta": 3.5}
+UPDATE_TEMPORARIES_DEFAULT = 3.0
+# What the backward pass holds per value of a forward pass (captured module outputs): the value
+# kept for the backward pass, its gradient and one workspace; a packed MLP layer computes every
+# activation choice (a select keeps one), one more value each.
+TRAIN_ACTIVATION_COPIES = 3
+# The same for convolutional families (trained in blocks of CPU_CONV_BLOCK unrolled steps on the
+# CPU). At CIFAR sizes their evaluation decides (measured: small_cnn 0.7x, lenet5 1.3x one chunk
+# of captured outputs per slot); with batch 32 and small evaluation chunks (MNIST-shaped, the
+# test) training does, and needs 3 copies too.
+CONV_ACTIVATION_COPIES = 3
+
+
+def update_temporaries(spec: BucketSpec) -> float:
+  """Parameter-sized temporaries of `spec`'s train step: the gradient, each optimizer family's
+  update workspace, and with several families the select among their updates."""
+  families = optim.families(member_lib.optimizers(spec))
+  work = sum(max(UPDATE_TEMPORARIES.get(n, UPDATE_TEMPORARIES_DEFAULT) for n in family)
+             for family in families)
+  return 1.0 + work + (len(families) if len(families) > 1 else 0)
+
+
+def _choices(spec: BucketSpec) -> int:
+  return len(member_lib.mlp_choices(spec)) if spec.model == "mlp" else 1
+
+
+def shared_bytes(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
+                 input_dtype: str, num_val: int = 0) -> int:
+  """Device bytes of a chunk that do not grow with its slots: the data splits (once, not per
+  member), the padded copy of the validation split the evaluation makes, and one evaluation
+  chunk normalized to float32 (every member reads the same one)."""
+  example = int(np.prod(input_shape))
+  itemsize = jnp.dtype(input_dtype).itemsize
+  data = (num_train + 2 * num_val) * example * itemsize + 4 * (num_train + num_val)  # + labels
+  eval_chunk = min(spec.eval_batch_size, max(num_val, 1)) * example * 4
+  return int(data + eval_chunk)
+
+
 def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
              input_dtype: str, num_val: int = 0) -> tuple[int, int]:
-  """(bytes per member, parameter count) for one member of `spec`, from shapes only.
+  """(bytes per slot, parameter count) for one member of `spec`, from shapes only.
 
-  The epoch program trains, then evaluates on the validation split in chunks of
-  `eval_batch_size`: the activations of the larger of the two phases are counted."""
+  What a slot holds while its chunk runs an epoch (the program is not donated, so the loop can
+  retry after an allocation failure): its state twice (params, batch statistics, the optimizer
+  state of every family in the bucket; the old state beside the new), the train step's
+  parameter-sized temporaries (`update_temporaries`), and the larger of the training
+  activations (its batch of inputs and every captured module output, TRAIN_ACTIVATION_COPIES
+  times, one more per extra activation choice) and the evaluation's (a chunk of
+  `eval_batch_size` examples, forward only). What does not grow with the slots is
+  `shared_bytes`; a chunk is `chunk_bytes`. Pinned against XLA's own count of the compiled
+  program (`compiled_bytes`) in tests/test_memory_estimate.py."""
   sample = jax.ShapeDtypeStruct((1,) + input_shape, jnp.dtype(input_dtype))
   data = population.DeviceData(
       train_x=jax.ShapeDtypeStruct((num_train,) + input_shape, jnp.dtype(input_dtype)),
@@ -196,20 +258,7 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
       val_y=jax.ShapeDtypeStruct((1,), jnp.int32),
       mean=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32),
       std=jax.ShapeDtypeStruct(input_shape[-1:], jnp.float32))
-  _, row = member_lib.resolve({}, num_classes=2)  # only shapes matter below
-  row["dropout"] = [0.0] * member_lib.models.dropout_sites(
-      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
-  row["milestones"] = [0.0] * spec.num_milestones
-  if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
-    depth = len(row["dropout"])
-    row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
-    if not isinstance(spec.schedule, str):
-      row["schedule_index"] = 0.0
-    if not isinstance(spec.optimizer, str):
-      row["optimizer_index"] = 0.0
-  else:
-    row["l2"] = 0.0
-  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([row], [0]))
+  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows([probe_row(spec)], [0]))
   state = jax.eval_shape(lambda h: population.init(spec, h, data), hparams)
   params_count = int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))
 
@@ -226,11 +275,89 @@ def estimate(spec: BucketSpec, input_shape: tuple[int, ...], num_train: int,
     variables["batch_stats"] = state.batch_stats
   variables = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), variables)
   _, inter = jax.eval_shape(forward, variables, x)
-  train_act_bytes = _nbytes(inter) * min(spec.batch_size, num_train) * 3
-  eval_act_bytes = _nbytes(inter) * min(spec.eval_batch_size, max(num_val, 1))   # forward only
-  act_bytes = max(train_act_bytes, eval_act_bytes)
-  state_bytes = _nbytes(state)   # one member
-  return state_bytes * 2 + act_bytes, params_count   # x2: new state built beside the old
+  convolutional = member_lib.models.model_entry(spec.model).convolutional
+  copies = CONV_ACTIVATION_COPIES if convolutional else TRAIN_ACTIVATION_COPIES
+  choices = _choices(spec)
+  example = _nbytes(inter) * (copies + choices - 1) + 4 * int(np.prod(input_shape))
+  train_act_bytes = example * min(spec.batch_size, num_train)
+  # Under vmap a convolution of the shared evaluation chunk becomes a grouped convolution over
+  # a per-slot copy of its input (measured: lenet5's evaluation holds 1.3x its outputs).
+  eval_example = _nbytes(inter) * choices + (4 * int(np.prod(input_shape)) if convolutional else 0)
+  eval_act_bytes = eval_example * min(spec.eval_batch_size, max(num_val, 1))
+  param_bytes = _nbytes(state.params)
+  state_bytes = _nbytes(state)
+  return int(2 * state_bytes + update_temporaries(spec) * param_bytes
+             + max(train_act_bytes, eval_act_bytes)), params_count
+
+
+def chunk_bytes(spec: BucketSpec, slots: int, input_shape: tuple[int, ...], num_train: int,
+                input_dtype: str, num_val: int = 0) -> int:
+  """Estimated device bytes of a chunk of `slots` slots running its epoch: `shared_bytes` once
+  plus `estimate` per slot."""
+  per_slot, _ = estimate(spec, tuple(input_shape), num_train, input_dtype, num_val)
+  return shared_bytes(spec, tuple(input_shape), num_train, input_dtype, num_val) + slots * per_slot
+
+
+def probe_row(spec: BucketSpec) -> dict[str, Any]:
+  """A member's row at `spec`'s (padded) shape, all numbers placeholders: what shape-only
+  probes (`estimate`, `compiled_bytes`) stack as hparams."""
+  _, row = member_lib.resolve({}, num_classes=2)  # only shapes matter below
+  row["dropout"] = [0.0] * member_lib.models.dropout_sites(
+      spec.model, num_classes=spec.num_classes, **dict(spec.model_kwargs))
+  row["milestones"] = [0.0] * spec.num_milestones
+  if spec.model == "mlp":   # the row of a member at this spec's (padded) shape
+    depth = len(row["dropout"])
+    row.update(widths=[0.0] * depth, act_index=[0.0] * depth, l2=[0.0] * (depth + 1))
+    if not isinstance(spec.schedule, str):
+      row["schedule_index"] = 0.0
+    if not isinstance(spec.optimizer, str):
+      row["optimizer_index"] = 0.0
+  else:
+    row["l2"] = 0.0
+  return row
+
+
+def compiled_bytes(spec: BucketSpec, slots: int, data: population.DeviceData,
+                   vectorize: str | None = None) -> int:
+  """XLA's own count of the device bytes of a chunk's epoch: arguments + outputs + temporaries
+  - aliased, of each program `population.run_epoch` calls for it on this backend (the largest;
+  lowered and compiled, never run). `data` may hold arrays or ShapeDtypeStructs; `vectorize`
+  defaults to the loop's rule for a chunk of `slots` ('map' for one slot, else 'vmap').
+
+  The ground truth `estimate` is pinned to; on the CPU a process's resident memory grows by
+  about this much while the chunk runs (measured: within 3%)."""
+  vectorize = vectorize or ("map" if slots == 1 else "vmap")
+  struct = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)  # noqa: E731
+  data = population.DeviceData(*(struct(x) for x in data))
+  hparams = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+      population.stack_rows([probe_row(spec)] * slots, list(range(slots))))
+  state = jax.eval_shape(lambda h, d: population.init(spec, h, d), hparams, data)
+  block = population.default_block(spec)
+  if block is not None and vectorize == "map" and slots > 1:
+    # run_epoch issues each member alone with the one-slot program; the chunk's other slots
+    # hold their state before and after meanwhile.
+    per_slot = _nbytes(state) // slots
+    return compiled_bytes(spec, 1, data, "map") + 2 * (slots - 1) * per_slot
+  if block is None:
+    programs = [population.train_epoch_retryable.lower(spec, state, hparams, data,
+                                                       vectorize=vectorize)]
+  else:
+    steps = min(block, population.steps_per_epoch(spec, data.train_x.shape[0]))
+    order = jax.ShapeDtypeStruct((slots, steps, min(spec.batch_size, data.train_x.shape[0])),
+                                 jnp.int32)
+    per = jax.ShapeDtypeStruct((slots,), jnp.float32)
+    step_metric = jax.ShapeDtypeStruct((slots, steps), jnp.float32)
+    programs = [population.train_block_retryable.lower(spec, state, hparams, data, order,
+                                                       vectorize=vectorize),
+                population.finish_epoch.lower(spec, state, hparams, data, step_metric,
+                                              step_metric, per, vectorize=vectorize)]
+  sizes = []
+  for lowered in programs:
+    m = lowered.compile().memory_analysis()
+    sizes.append(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                 - m.alias_size_in_bytes)
+  return int(max(sizes))
 
 
 def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[int, ...],
@@ -256,7 +383,10 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
   # The splits once, plus the padded copy of the validation split the evaluation makes.
   data_bytes = int((num_train + 2 * num_val) * np.prod(input_shape) * itemsize)
   dtype = str(jnp.dtype(input_dtype))
-  room = max(budget * SAFETY_MARGIN - data_bytes, 0)
+
+  def room(spec):   # what the slots of a chunk of `spec` may use
+    shared = shared_bytes(spec, tuple(input_shape), num_train, dtype, num_val)
+    return max(budget * SAFETY_MARGIN - shared, 0)
   groups: dict[BucketSpec, list[PlannedMember]] = {}
   for trial in trials:
     spec, row = member_lib.resolve(trial.config, num_classes=num_classes, num_train=num_train)
@@ -281,8 +411,9 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
       m.spec = spec
     # The memory holds a chunk's slots, fillers included: cap members at the largest slot size
     # that fits, so a padded chunk never outgrows the budget.
-    capacity = max_slots(int(room // max(member_bytes, 1)), devices)
+    capacity = max_slots(int(room(spec) // max(member_bytes, 1)), devices)
     chunk = int(max(1, min(len(members), capacity)))
+    shared = shared_bytes(spec, tuple(input_shape), num_train, dtype, num_val)
     epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
     predicted = None   # MLPs only: other families' FLOPs would need a lowering each
     if spec.model == "mlp":
@@ -291,7 +422,8 @@ def make_plan(trials: Sequence[Trial], *, num_classes: int, input_shape: tuple[i
                                  num_train=num_train, num_val=num_val, capacity=chunk,
                                  devices=devices)
     buckets.append(Bucket(spec, members, member_bytes, params, chunk, devices, waste=waste,
-                          memory_waste=memory_waste, predicted_seconds=predicted))
+                          memory_waste=memory_waste, predicted_seconds=predicted,
+                          shared_bytes=shared))
   for b in buckets:
     b.split_by = tuple(sorted({f for o in buckets if o is not b
                                for f in member_lib.split_fields(b.spec, o.spec)}))
@@ -313,6 +445,8 @@ class CostModel:
       step of one small member leaves an accelerator mostly idle).
     update_seconds: one optimizer family's update of one parameter in one step (elementwise,
       memory-bound); a bucket whose members use k families computes k updates.
+    chunk_seconds: a chunk's fixed cost per epoch beyond compute.
+    width_rates: FLOP/s of an MLP layer by width (see `rate`).
   """
   flops_per_second: float
   compile_seconds: float
@@ -320,6 +454,28 @@ class CostModel:
   compile_per_layer: float = 0.0
   compile_vmap: float = 0.0
   update_seconds: float = 0.0
+  # What a chunk's epoch costs beyond its compute: init, launch, the metrics' host sync, records.
+  chunk_seconds: float = 0.0
+  # (width, FLOP/s) of an MLP layer's matmuls by its output width (the head: by its input
+  # width), interpolated in log width; empty: flops_per_second for every layer.
+  width_rates: tuple[tuple[int, float], ...] = ()
+
+  def rate(self, width: int) -> float:
+    """Sustained FLOP/s of an MLP layer of `width` units."""
+    if not self.width_rates:
+      return self.flops_per_second
+    widths = np.log([w for w, _ in self.width_rates])
+    return float(np.interp(np.log(max(width, 1)), widths, [r for _, r in self.width_rates]))
+
+  def _seconds_per_mac(self, spec: BucketSpec, input_shape, num_classes) -> float:
+    """Seconds of one multiply-add of `spec`'s forward pass, averaged over its layers by MACs."""
+    if spec.model != "mlp" or not self.width_rates:
+      return 1.0 / self.flops_per_second
+    widths, head = _mlp_shape(spec)
+    sizes = (int(np.prod(input_shape)),) + tuple(widths)
+    layers = [(a * b, b) for a, b in zip(sizes, sizes[1:])] + [((head or sizes[0]) * num_classes,
+                                                              head or sizes[0])]
+    return sum(m / self.rate(w) for m, w in layers) / max(sum(m for m, _ in layers), 1)
 
   def compile(self, spec: BucketSpec, slots: int) -> float:
     """Predicted seconds to trace and compile `spec`'s programs at `slots` slots."""
@@ -332,33 +488,45 @@ class CostModel:
     """Predicted seconds of one epoch (training + validation) of a chunk of `slots` slots: every
     slot computes the bucket's padded shape, fillers included."""
     macs = member_macs(spec, input_shape, num_classes)
+    per_flop = self._seconds_per_mac(spec, tuple(input_shape), num_classes)
     batch = min(spec.batch_size, num_train)
     steps = max(num_train // batch, 1)
-    train = 6.0 * macs * batch * slots / self.flops_per_second
+    train = 6.0 * macs * batch * slots * per_flop
     if spec.model == "mlp":
       families = len(optim.families(member_lib.optimizers(spec)))
       params = estimate_params(spec, int(np.prod(input_shape)), num_classes)
       train += families * params * slots * self.update_seconds
-    return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots / self.flops_per_second
+    return steps * max(train, self.step_seconds) + 2.0 * macs * num_val * slots * per_flop
 
 
-# Measured with `nice -n 10 python benchmarks/cost_calibration.py` (2026-11-30 22:10 UTC, the
-# shared 2-core CPU, load average 2 rising to 11 during the run), through the real init and
-# train_epoch programs of MLP buckets on CIFAR-shaped data:
-#   compile (init + epoch), width 256:   depth 1: 12.0 s (1 slot) / 15.1 s (8 slots),
-#     depth 3: 17.6 / 23.2 s, depth 5: 23.4 / 27.9 s  -> 12.3 + 2.5 per further layer, +3 vmapped;
-#   epoch FLOP/s, one layer, batch 128, 2048 examples: 25-44 GFLOP/s at widths 64-2048, 1 or 8
-#     slots (no trend with width or slots: the epoch is matmul-bound from width 64 on) -> 28e9.
-# Other work on the machine slows compiles and matmuls alike (a quiet machine: ~4 s and ~80
-# GFLOP/s, NOTES.md), so what decides, compile seconds x FLOP/s (~350 GFLOP per program), holds.
+# Measured with `nice -n 10 python benchmarks/cost_calibration.py --slots=1,8
+# --widths=64,256,1024,2048` (2026-12-01 02:05-02:09 UTC, the shared 2-core CPU, load average
+# 5.5-6.7: another engineer's locked measurement ran at normal priority beside it), through the
+# real init and train_epoch programs of MLP buckets on CIFAR-shaped data:
+#   compile (init + epoch), width 256, 1 / 8 slots: depth 1: 10.3 / 14.3 s (3 activations:
+#     14.4), depth 3: 12.1 / 19.5 (18.7), depth 5: 10.8 / 11.2 (11.7) -> 10.5 + 1.0 per further
+#     layer + 3.5 vmapped (the run of 2026-11-30 at load 2-11: 12.0-27.9 s, +2.5 per layer);
+#   epoch FLOP/s, one layer, batch 128, 2048 examples, 1 / 8 slots: width 64: 31 / 32 GFLOP/s,
+#     256: 57 / 45, 1024: 51 / 50, 2048: 53 / 39 -> the table below (by layer width: a narrow
+#     layer's matmuls are too small to keep both cores busy).
+#   Probes beside it (niced, same load): a packed [1024, 2048, 2048, 1024, 2048] bucket with
+#     three activations ran at 37 GFLOP/s at 1, 2 and 8 slots vs 40-46 for one 2048 layer: depth
+#     and activation choices cost little; dropout and the 3-way select were within noise.
+# Other work on the machine slows compiles and matmuls alike (NOTES.md: 30-50%), so what
+# decides, compile seconds x FLOP/s (~500-700 GFLOP per program), holds across loads.
+# A chunk's fixed cost per epoch (init, launch, host sync, records): 0.15 s, from (b) --pack=off
+# (2026-12-01 00:05, load 4-5): 6.9 s of "train" for 42 one-member chunks whose compute the
+# model puts at 2.2 s.
 # An optimizer family's update: ~7 float32 arrays of the parameters' size read or written
 # (gradient, moments, parameters), ~28 bytes a parameter, at the few GB/s two busy cores
-# stream: 3e-9 s (an estimate, not measured).
+# stream: 3e-9 s (an estimate; the epoch rates above include one family's update).
 # GPU/TPU: not measured here (no device lent); small MLP steps are launch-bound there, so padding
 # is nearly free and every compile saved pays.
 COST_MODELS = {
-    "cpu": CostModel(flops_per_second=28e9, compile_seconds=12.3, compile_per_layer=2.5,
-                     compile_vmap=3.0, step_seconds=2e-5, update_seconds=3e-9),
+    "cpu": CostModel(flops_per_second=45e9, compile_seconds=10.5, compile_per_layer=1.0,
+                     compile_vmap=3.5, step_seconds=2e-5, update_seconds=3e-9,
+                     chunk_seconds=0.15,
+                     width_rates=((64, 31e9), (256, 51e9), (1024, 51e9), (2048, 46e9))),
     "gpu": CostModel(flops_per_second=2e13, compile_seconds=4.0, step_seconds=1.5e-4,
                      update_seconds=2e-11),
     "tpu": CostModel(flops_per_second=5e13, compile_seconds=6.0, step_seconds=1.5e-4,
@@ -416,6 +584,39 @@ def _waste(spec, members, input_shape, num_classes) -> tuple[float, float]:
   return 1.0 - sum(true) / (full * len(members)), max(0.0, 1.0 - params / padded)
 
 
+@functools.lru_cache(maxsize=64)
+def _state_arrays(optimizer: str) -> float:
+  """Parameter-sized arrays in `optimizer`'s state (adam: 2, momentum: 1), from its init's
+  shapes on a probe vector."""
+  entry = optim.OPTIMIZERS.get(optimizer)
+  hp = {k: jnp.float32(v) for k, v in optim.default_hparams(optimizer).items()}
+  size = 1024
+  state = jax.eval_shape(entry.scale_by(hp, **entry.static).init,
+                         jax.ShapeDtypeStruct((size,), jnp.float32))
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state)
+             if jnp.ndim(x) and x.shape[0] == size) / size
+
+
+def mlp_slot_bytes(spec: BucketSpec, fan_in: int, num_classes: int, num_train: int,
+                   num_val: int) -> int:
+  """`estimate` for an MLP spec, from its shape alone (no tracing): what the packing search
+  uses for the many merged specs it weighs. The same terms: state twice (parameters, each
+  family's optimizer state), the step's temporaries, the larger of the training and
+  evaluation activations (captured outputs: every layer and the head, twice over)."""
+  widths, _ = _mlp_shape(spec)
+  params = 4 * estimate_params(spec, fan_in, num_classes)
+  families = optim.families(member_lib.optimizers(spec))
+  state = params * (1 + sum(_state_arrays(f[0]) for f in families))
+  if dict(spec.model_kwargs).get("batchnorm"):
+    state += 4 * 2 * sum(widths)
+  choices = _choices(spec)
+  inter = 4 * (sum(widths) + 2 * num_classes)
+  train = min(spec.batch_size, num_train) * (
+      inter * (TRAIN_ACTIVATION_COPIES + choices - 1) + 4 * fan_in)
+  evaluation = min(spec.eval_batch_size, max(num_val, 1)) * inter * choices
+  return int(2 * state + update_temporaries(spec) * params + max(train, evaluation))
+
+
 def estimate_params(spec, fan_in, num_classes) -> int:
   """Parameters of an MLP of `spec`'s shape: its kernels (one per multiply-add of `_macs`), then
   per hidden unit a bias, or BatchNorm's scale and shift, and the head's biases."""
@@ -435,7 +636,7 @@ def bucket_seconds(model: CostModel, spec: BucketSpec, members: int, epochs: flo
   epoch = model.epoch(spec, total, input_shape=input_shape, num_classes=num_classes,
                       num_train=num_train, num_val=num_val)
   # The fixed per-step floor is paid per chunk, not per slot.
-  return model.compile(spec, slots) + epochs * epoch
+  return model.compile(spec, slots) + epochs * (epoch + -(-members // chunk) * model.chunk_seconds)
 
 
 # Among partitions whose predicted time is within this share of the fastest, the planner takes
@@ -460,14 +661,10 @@ def _pack(groups, model: CostModel, *, input_shape, num_classes, num_train, num_
     if key is not None:
       by_key.setdefault(key, []).extend(members)
 
-  def member_bytes(spec):
-    widths, _ = _mlp_shape(spec)
-    params = estimate_params(spec, fan_in, num_classes)
-    return 4 * (8 * params + 3 * min(spec.batch_size, num_train) * (fan_in + sum(widths)))
-
   def cost(spec, members):
     epochs = sum(max(int(m.trial.epochs), 1) for m in members) / len(members)
-    capacity = max_slots(int(room // max(member_bytes(spec), 1)), devices)
+    slot = mlp_slot_bytes(spec, fan_in, num_classes, num_train, num_val)
+    capacity = max_slots(int(room(spec) // max(slot, 1)), devices)
     return bucket_seconds(model, spec, len(members), epochs, input_shape=tuple(input_shape),
                           num_classes=num_classes, num_train=num_train, num_val=num_val,
                           capacity=capacity, devices=devices)

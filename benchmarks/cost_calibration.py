@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxnn import member, population
-from jaxnn.data import Dataset, Split
+from jaxnn.data import random_images
 from sweeps import programs
 
 flags.DEFINE_integer("examples", 2048, "Training examples (32x32x3 uint8).")
@@ -37,13 +37,7 @@ SHAPE = (32, 32, 3)
 
 
 def _data(n, n_val):
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, 256, size=(n + n_val,) + SHAPE, dtype=np.uint8)
-  y = rng.integers(0, 10, size=n + n_val).astype(np.int32)
-  ds = Dataset("synthetic", Split(x[:n], y[:n]), Split(x[n:], y[n:]), Split(x[n:], y[n:]), 10,
-               tuple(map(str, range(10))), np.full(3, 127.5, np.float32),
-               np.full(3, 64.0, np.float32))
-  return population.device_data(ds)
+  return population.device_data(random_images(n, n_val, SHAPE))
 
 
 def _bucket(widths, activations, slots, num_train):

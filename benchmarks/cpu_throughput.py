@@ -37,7 +37,7 @@ from absl import app, flags
 
 import jaxnn
 from jaxnn import member, population
-from jaxnn.data import Dataset, Split, normalize
+from jaxnn.data import Dataset, normalize, random_images
 from sweeps import plan as plan_lib
 from sweeps import programs
 from sweeps import space as space_lib
@@ -61,13 +61,7 @@ FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 
 def _dataset(n, n_val, shape, seed=0) -> Dataset:
-  rng = np.random.default_rng(seed)
-  x = rng.integers(0, 256, size=(n + n_val,) + shape, dtype=np.uint8)
-  y = rng.integers(0, 10, size=n + n_val).astype(np.int32)
-  train, val = Split(x[:n], y[:n]), Split(x[n:], y[n:])
-  c = shape[-1]
-  return Dataset("synthetic", train, val, val, 10, tuple(map(str, range(10))),
-                 np.full(c, 127.5, np.float32), np.full(c, 64.0, np.float32))
+  return random_images(n, n_val, shape, seed=seed)
 
 
 def matmul_ceiling(m=128, k=3072, n=2048, repeats=20) -> tuple[float, float]:

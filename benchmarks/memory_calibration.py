@@ -18,11 +18,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
 from jaxnn import member, population
-from jaxnn.data import Dataset, Split
+from jaxnn.data import random_images
 from sweeps import plan as plan_lib
 
 flags.DEFINE_bool("rss", False, "Also run 2 epochs of a few shapes and report the peak RSS.")
@@ -76,13 +75,7 @@ def bucket(configs, num_train, slots):
 
 
 def _data(n, n_val):
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, 256, size=(n + n_val,) + SHAPE, dtype=np.uint8)
-  y = rng.integers(0, 10, size=n + n_val).astype(np.int32)
-  ds = Dataset("synthetic", Split(x[:n], y[:n]), Split(x[n:], y[n:]), Split(x[n:], y[n:]), 10,
-               tuple(map(str, range(10))), np.full(3, 127.5, np.float32),
-               np.full(3, 64.0, np.float32))
-  return population.device_data(ds)
+  return population.device_data(random_images(n, n_val, SHAPE))
 
 
 def _rss():

@@ -34,6 +34,17 @@ def _sweep(tmp_path, name, *argv):
   return {r.member_id: r for r in records.read_records(workdir)}, summary, plans, text
 
 
+def _assert_resumes_to(tmp_path, full, argv):
+  """The sweep in tmp_path/"cut" (a copy of a finished one, later checkpoints removed) resumes
+  mid-training to `full`'s records and compiles what it announced."""
+  resumed, summary, _, text = _sweep(tmp_path, "cut", *argv)
+  assert "resuming" in text and "phase train" in text
+  assert summary["programs_compiled"] == summary["programs_announced"]
+  for member_id, record in full.items():
+    assert resumed[member_id].history == record.history
+    assert resumed[member_id].status == record.status
+
+
 def test_slot_sizes_are_powers_of_two_in_multiples_of_the_device_count():
   assert [plan_lib.slot_size(n) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 16]
   assert [plan_lib.slot_size(n, 8) for n in (1, 3, 8, 9, 14, 17)] == [8, 8, 8, 16, 16, 32]
@@ -195,12 +206,7 @@ def test_a_padded_chunk_resumes_from_a_mid_training_checkpoint_to_the_same_recor
   shutil.copytree(tmp_path / "full", tmp_path / "cut")
   for step in steps[2:]:   # back to the second epoch's save: mid-training, fillers included
     shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
-  resumed, summary, _, text = _sweep(tmp_path, "cut", *argv)
-  assert "resuming" in text and "phase train" in text
-  assert summary["programs_compiled"] == summary["programs_announced"]
-  for member_id, record in full.items():
-    assert resumed[member_id].history == record.history
-    assert resumed[member_id].status == record.status
+  _assert_resumes_to(tmp_path, full, argv)
 
 
 def test_each_chunk_initializes_just_before_it_first_trains(tmp_path):
@@ -249,9 +255,4 @@ def test_a_checkpoint_with_a_chunk_not_yet_initialized_resumes_to_the_same_recor
     shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
   with open(tmp_path / "cut" / "checkpoints" / str(steps[0]) / "meta" / "metadata") as f:
     assert '"chunk_ready": [true, false]' in f.read().replace("\n", "")
-  resumed, summary, _, text = _sweep(tmp_path, "cut", *argv)
-  assert "resuming" in text and "phase train" in text
-  assert summary["programs_compiled"] == summary["programs_announced"]
-  for member_id, record in full.items():
-    assert resumed[member_id].history == record.history
-    assert resumed[member_id].status == record.status
+  _assert_resumes_to(tmp_path, full, argv)

@@ -16,9 +16,10 @@ from jaxnn.data.dataset import dataset_from_raw, load
 from jaxnn.data.errors import DataFormatError, DataNotFoundError
 from jaxnn.data.normalization import channel_stats, normalize
 from jaxnn.data.registry import DATASETS, DatasetSpec, list_datasets
+from jaxnn.data.synthetic import random_images
 
 __all__ = [
     "DATASETS", "DataFormatError", "DataNotFoundError", "Dataset", "DatasetSpec", "PAD_MODES",
     "RawData", "Split", "augment", "channel_stats", "dataset_from_raw", "list_datasets", "load",
-    "normalize", "random_crop", "random_cutout", "random_flip",
+    "normalize", "random_crop", "random_cutout", "random_flip", "random_images",
 ]

@@ -250,8 +250,9 @@ def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: s
     schedule, schedule_per, steps_per_epoch: the learning-rate schedule (static kind and unit).
     regularize_biases: also apply L1/L2/weight decay to biases and norm parameters.
     l2_per_leaf: params -> per-leaf L2 coefficients, replacing the scalar hp['l2'] (per layer).
-    grad_norm: the global norm of the regularized gradient, when the caller computed it already
-      (`regularized_norm`): the clip then uses it instead of taking the norm again.
+    grad_norm: given when the caller regularized the gradient itself (`regularized`) and took
+      its global norm: the updates passed in then carry the penalty already, the chain's first
+      link only keeps its state, and the clip uses this norm instead of taking it again.
     gate: a scalar bool; where False the chain's state is left as it was (a skipped step), so
       the caller needs no select over the optimizer state (see `scale_by_adam_gated`). The
       updates are then meaningless: keep the old parameters.
@@ -268,8 +269,12 @@ def make_optimizer(optimizer: str | tuple[str, ...], hp: Hparams, *, schedule: s
     scale = select_by_index([e.scale_by(hp, gate=gate, **e.static) for e in entries],
                             hp["optimizer_index"])
   mask = all_mask if regularize_biases else kernel_mask
+  regularize = regularizer(hp, regularize_biases=regularize_biases, l2_per_leaf=l2_per_leaf)
+  if grad_norm is not None:   # applied by the caller: same state, updates passed through
+    regularize = optax.GradientTransformation(regularize.init, lambda u, state, params=None:
+                                              (u, state))
   return optax.chain(
-      regularizer(hp, regularize_biases=regularize_biases, l2_per_leaf=l2_per_leaf),
+      regularize,
       clip_by_global_norm(hp["clip_norm"], grad_norm),
       scale,
       optax.add_decayed_weights(hp["weight_decay"], mask),
@@ -301,15 +306,15 @@ def regularizer(hp: Hparams, *, regularize_biases: bool = False,
   """The first link of `make_optimizer`'s chain: the gradient of the member's L1/L2 penalty
   added to the gradient (on kernels only, unless `regularize_biases`).
 
-  Exposed so a training step can take the global norm of the regularized gradient itself
-  (`regularized_norm`), check it for finiteness and hand it to the chain's clip (`grad_norm`):
-  one reduction over the parameters for both.
+  Exposed so a training step can regularize the gradient itself (`regularized`), check its
+  global norm for finiteness and hand both to the chain (`grad_norm`): one penalty pass and
+  one reduction over the parameters, not two of each.
   """
   mask = all_mask if regularize_biases else kernel_mask
   return add_l1_l2(hp["l1"], l2_per_leaf or hp["l2"], mask)
 
 
-def regularized_norm(regularize: optax.GradientTransformation, grads, params) -> jax.Array:
-  """The global norm of `grads` after `regularize` (see `regularizer`), as the clip sees it."""
+def regularized(regularize: optax.GradientTransformation, grads, params):
+  """(`grads` after `regularize` (see `regularizer`), their global norm as the clip sees it)."""
   updates, _ = regularize.update(grads, regularize.init(params), params)
-  return optax.tree.norm(updates)
+  return updates, optax.tree.norm(updates)

@@ -149,12 +149,13 @@ def _optimizer(spec: BucketSpec, hp: Hparams, num_train: int,
       l2_per_leaf=_l2_per_leaf(spec, hp), grad_norm=grad_norm, gate=gate)
 
 
-def _gradient_norm(spec: BucketSpec, hp: Hparams, grads, params) -> jax.Array:
-  """The global norm of the regularized gradient, the one the optimizer's clip uses (it is
-  handed to it: one reduction for the finiteness check and the clip)."""
+def _regularized(spec: BucketSpec, hp: Hparams, grads, params):
+  """(the gradient with the member's L1/L2 penalty added, its global norm): computed once in the
+  step, checked for finiteness there and handed to the optimizer (`grad_norm`), whose clip
+  uses the norm and whose chain then skips its own penalty link."""
   regularize = optim.regularizer(hp, regularize_biases=spec.regularize_biases,
                                  l2_per_leaf=_l2_per_leaf(spec, hp))
-  return optim.regularized_norm(regularize, grads, params)
+  return optim.regularized(regularize, grads, params)
 
 
 def _tree_finite(tree) -> jax.Array:
@@ -248,9 +249,9 @@ def _member_steps(spec: BucketSpec, data: DeviceData, hp: Hparams, state: Member
     # optimizer's one elementwise pass. Checking the new parameters first costs a read of them
     # and a select pass over parameters and optimizer state (measured ~18% of a seed-space
     # CIFAR MLP step on the CPU). The norm is the regularized gradient's, the one the clip
-    # takes anyway (one reduction for both); one that overflows float32 counts as non-finite
-    # (the clip would turn it into NaN updates anyway).
-    grad_norm = _gradient_norm(spec, hp, grads, state.params)
+    # takes anyway (one penalty pass, one reduction for both); one that overflows float32
+    # counts as non-finite (the clip would turn it into NaN updates anyway).
+    grads, grad_norm = _regularized(spec, hp, grads, state.params)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     ok = state.active & finite
     # The optimizer keeps its own state where `ok` is False (`gate`): a select over its state

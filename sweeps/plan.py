@@ -197,18 +197,17 @@ def _probe_hparams(spec: BucketSpec) -> dict[str, Any]:
 # temp_size_in_bytes of the real epoch program (`compiled_bytes`) of [512, 512] MLPs at 4 slots,
 # less the gradient and the activations, then rounded up (2026-12-01, XLA:CPU, jax 0.10.2):
 # sgd/momentum/nesterov/adagrad 0.2-0.3, adam/adamw 1.0-1.3, rmsprop 1.8, rmsprop_centered
-# 2.4, adadelta 2.8; a one-slot chunk (lax.map) holds ~0.25 more. Since the step shares one
-# gradient norm between the finiteness check and the clip and Adam gates its own moments
-# (optim.scale_by_adam_gated), a bucket with a family gated from outside (optim.gated) holds one
-# more copy, GATED_COPY, once per step: measured again on [1024, 1024] and [128, 128] MLPs at 1
-# and 4 slots, the figures above were 0.83-0.99x of XLA's count for those families; with the
-# copy, 1.01-1.25x (Adam, self-gated, unchanged: 1.08-1.28x).
+# 2.4, adadelta 2.8; a one-slot chunk (lax.map) holds ~0.25 more. A bucket with a family gated
+# from outside (optim.gated: a select over its new state) holds GATED_COPY more, once per step.
+# Measured again after the step regularizes the gradient once (its norm shared by the
+# finiteness check and the clip) and Adam gates its own moments, on [128, 128] and
+# [1024, 1024] MLPs at 1 and 4 slots: every family 1.03-1.28x of XLA's count.
 # A family not listed counts UPDATE_TEMPORARIES_DEFAULT.
 UPDATE_TEMPORARIES = {"sgd": 0.5, "momentum": 0.5, "nesterov": 0.5, "adagrad": 0.5, "adam": 1.5,
                       "adamw": 1.5, "rmsprop": 2.5, "rmsprop_centered": 3.5, "adadelta": 3.5}
 UPDATE_TEMPORARIES_DEFAULT = 3.0
 SELF_GATED = ("adam", "adamw")
-GATED_COPY = 1.25
+GATED_COPY = 0.5
 # What the backward pass holds per value of a forward pass (captured module outputs): the value
 # kept for the backward pass, its gradient and one workspace; a packed MLP layer computes every
 # activation choice (a select keeps one), one more value each.

@@ -9,10 +9,11 @@ compare the ratios, which are measured side by side):
   ceiling: a jitted float32 matmul of the seed space's widest first layer at batch 128
            (128 x 3072 @ 3072 x 2048), GFLOP/s; the best of several repeats; also per CPU
            second of this process (time waiting for a core on a shared machine not counted);
-  mlp:     configs drawn from sweeps/flags/cifar_mlp_random.flags's space (batch 128, Adam),
-           planned into buckets as a sweep plans them (--pack, default auto), trained with
-           population.train bucket by bucket on CIFAR-shaped data, compiles and evaluation
-           included (the programs compiled and the seconds spent compiling are printed);
+  mlp:     a random-search sweep of sweeps/flags/cifar_mlp_random.flags's space (batch 128,
+           Adam) run by the sweep loop (sweeps/run.py) on CIFAR-shaped data: planned into
+           buckets (--pack, default auto), the next bucket compiled while one trains
+           (--compile_ahead, default on), compiles and evaluation included (the programs
+           compiled and the compile seconds, in the loop's time and overlapped, are printed);
            GFLOP/s = (6 x true parameters x train examples + 2 x true parameters x val
            examples) / wall seconds (padding is not counted as work); the ratio to the ceiling is the goal's figure (>= 0.60);
            the same per CPU second, against the ceiling per CPU second (the load-robust ratio);
@@ -25,7 +26,6 @@ compare the ratios, which are measured side by side):
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import time
 
@@ -38,10 +38,10 @@ from absl import app, flags
 import jaxnn
 from jaxnn import member, population
 from jaxnn.data import Dataset, normalize, random_images
-from sweeps import plan as plan_lib
-from sweeps import programs
 from sweeps import space as space_lib
-from sweeps.strategies.base import Trial
+from sweeps import strategies
+from sweeps.run import SweepLoop
+from sweeps.strategies import base
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("configs", 4, "MLP configs drawn from the seed space.")
@@ -54,7 +54,7 @@ flags.DEFINE_integer("cnn_epochs", 1, "small_cnn epochs.")
 flags.DEFINE_integer("seed", 0, "Seed of the config draw.")
 flags.DEFINE_list("parts", ["ceiling", "mlp", "cnn", "keras"], "What to measure.")
 flags.DEFINE_enum("pack", "auto", ["auto", "off"], "The MLP sweep's --pack.")
-flags.DEFINE_bool("compile_ahead", True, "Compile the next MLP buckets while one trains.")
+flags.DEFINE_bool("compile_ahead", True, "The MLP sweep's --compile_ahead.")
 
 FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "sweeps", "flags", "cifar_mlp_random.flags")
@@ -83,51 +83,33 @@ def matmul_ceiling(m=128, k=3072, n=2048, repeats=20) -> tuple[float, float]:
   return flops / best / 1e9, flops / max(best_cpu, 1e-9) / 1e9
 
 
-def seed_space_configs(count: int, seed: int) -> list[dict]:
-  """`count` configs drawn from the seed CIFAR MLP flagfile's --space lines."""
+def seed_space(seed: int, configs: int, epochs: int):
+  """The random strategy over the seed CIFAR MLP flagfile's --space lines: what
+  `python -m sweeps.cifar --flagfile=sweeps/flags/cifar_mlp_random.flags --trials=N` asks."""
   with open(FLAGFILE) as f:
     lines = [l.strip()[len("--space="):] for l in f if l.startswith("--space=")]
   space = space_lib.parse(lines)
-  rng = np.random.default_rng(seed)
-  return [space.sample(space_lib.RandomSuggest(rng)) for _ in range(count)]
+  return strategies.make_strategy("random", space, base.Settings(trials=configs, epochs=epochs,
+                                                                 seed=seed))
 
 
-def mlp_population(configs, epochs, dataset, pack="auto", compile_ahead=True):
-  """Trains the configs as a sweep does: planned into buckets by `sweeps.plan` (`pack`: the
-  sweep's --pack; 'auto' may pad several shapes into one program where the cost model says
-  the saved compile pays), each bucket's chunks trained with population.train, the next
-  chunks' programs compiled meanwhile (`compile_ahead`: population.compile_ahead). FLOPs count
-  each member's TRUE parameters (padding is not useful work). Returns (GFLOP/s, seconds,
-  GFLOP per CPU second, programs compiled, compile seconds), compiles included."""
-  data = population.device_data(dataset)
+def mlp_sweep(configs, epochs, dataset, pack="auto", compile_ahead=True):
+  """A sweep of `configs` seed-space configs, run by the sweep loop itself (sweeps/run.py:
+  planned into buckets, `pack` its --pack, the next bucket compiled while one trains unless
+  `compile_ahead` is off; no checkpoints, no test split). FLOPs count each member's TRUE
+  parameters (padding is not useful work). Returns (GFLOP/s, seconds, GFLOP per CPU second,
+  the loop's summary, the configs), compiles and evaluation included."""
   x = dataset.train.x
-  trials = [Trial(i, dict(config, epochs=epochs), epochs) for i, config in enumerate(configs)]
-  planned = plan_lib.make_plan(trials, num_classes=10, input_shape=tuple(x.shape[1:]),
-                               input_dtype=str(x.dtype), num_train=x.shape[0],
-                               num_val=dataset.val.x.shape[0], pack=pack)
-  flops = 0.0
-  traces, compile_start = population.TRACE_COUNTS["train_epoch"], programs.compile_seconds()
+  loop = SweepLoop(seed_space(FLAGS.seed, configs, epochs), dataset, test_top=0, pack=pack,
+                   compile_ahead=compile_ahead)
   start, cpu = time.perf_counter(), time.process_time()
-  chunks = [(bucket, chunk) for bucket in planned.buckets for chunk in bucket.chunks()]
-  # The next chunks' programs compile on a background thread while this one trains.
-  executor = concurrent.futures.ThreadPoolExecutor(1)
-  ahead = [population.compile_ahead(bucket.spec, [m.row for m in chunk], data,
-                                    executor=executor) if compile_ahead else None
-           for bucket, chunk in chunks]
-  for (bucket, chunk), compiled in zip(chunks, ahead):
-    if compiled is not None:
-      compiled.result()
-    population.train(bucket.spec, [m.row for m in chunk], [m.trial.member_id for m in chunk],
-                     data, epochs)
-    for m in chunk:
-      flops += epochs * m.param_count * (
-          6 * population.steps_per_epoch(bucket.spec, x.shape[0]) * bucket.spec.batch_size
-          + 2 * dataset.val.x.shape[0])
-  executor.shutdown()
+  runs = loop.run()
   seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-  return (flops / seconds / 1e9, seconds, flops / cpu_seconds / 1e9,
-          population.TRACE_COUNTS["train_epoch"] - traces,
-          programs.compile_seconds() - compile_start)
+  flops = sum(epochs * run.param_count * (
+      6 * population.steps_per_epoch(run.spec, x.shape[0]) * run.spec.batch_size
+      + 2 * dataset.val.x.shape[0]) for run in runs)
+  return (flops / seconds / 1e9, seconds, flops / cpu_seconds / 1e9, loop.summary(),
+          [run.trial.config for run in runs])
 
 
 def _cnn_step_flops(spec, data) -> float:
@@ -233,17 +215,19 @@ def main(argv):
   ceiling, ceiling_cpu = matmul_ceiling() if "ceiling" in parts else (float("nan"),) * 2
   print(f"ceiling  float32 matmul 128x3072 @ 3072x2048: {ceiling:8.1f} GFLOP/s "
         f"({ceiling_cpu:.1f} per CPU second)", flush=True)
-  configs = seed_space_configs(FLAGS.configs, FLAGS.seed)
   dataset = _dataset(FLAGS.examples, FLAGS.val_examples, (32, 32, 3))
   mlp = None
-  if "mlp" in parts:
-    mlp, seconds, mlp_cpu, compiled, compile_s = mlp_population(configs, FLAGS.epochs, dataset,
-                                                                     FLAGS.pack, FLAGS.compile_ahead)
-    print(f"mlp      {FLAGS.configs} seed-space configs x {FLAGS.epochs} epochs of "
-          f"{FLAGS.examples}: {mlp:8.1f} GFLOP/s in {seconds:.1f} s ({compiled} epoch programs, "
-          f"{compile_s:.1f} s tracing and compiling); / ceiling {mlp / ceiling:.2f}"
-          f" (goal >= 0.60); per CPU second {mlp_cpu:.1f}, / ceiling {mlp_cpu / ceiling_cpu:.2f}",
-          flush=True)
+  configs = None
+  if "mlp" in parts or "keras" in parts:
+    mlp, seconds, mlp_cpu, summary, configs = mlp_sweep(FLAGS.configs, FLAGS.epochs, dataset,
+                                                        FLAGS.pack, FLAGS.compile_ahead)
+    print(f"mlp      a sweep of {FLAGS.configs} seed-space configs x {FLAGS.epochs} epochs of "
+          f"{FLAGS.examples}: {mlp:8.1f} GFLOP/s in {seconds:.1f} s "
+          f"({summary['programs_compiled']} epoch programs; compile "
+          f"{summary['compile_seconds']:.1f} s in the loop's time, "
+          f"{summary['compile_overlapped_seconds']:.1f} s more overlapped with training); "
+          f"/ ceiling {mlp / ceiling:.2f} (goal >= 0.60); per CPU second {mlp_cpu:.1f}, "
+          f"/ ceiling {mlp_cpu / ceiling_cpu:.2f}", flush=True)
   if "cnn" in parts:
     seconds, flops = cnn_population_vs_loop(FLAGS.cnn_members, FLAGS.cnn_examples,
                                             FLAGS.cnn_epochs)
@@ -261,7 +245,7 @@ def main(argv):
     else:
       keras, seconds = keras_fit(configs, FLAGS.epochs, dataset)
       print(f"keras    same MLP configs with fit: {keras:8.1f} GFLOP/s in {seconds:.1f} s"
-            + (f"; population / keras {mlp / keras:.2f}" if mlp else ""), flush=True)
+            + (f"; sweep / keras {mlp / keras:.2f}" if mlp else ""), flush=True)
 
 
 if __name__ == "__main__":

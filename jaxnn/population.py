@@ -557,30 +557,34 @@ def train(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], member_ids: Seque
   return state, stacked
 
 
-def compile_ahead(spec: BucketSpec, rows: Sequence[Mapping[str, Any]], data: DeviceData,
-                  vectorize: str = "vmap", executor: concurrent.futures.Executor | None = None,
+def compile_ahead(spec: BucketSpec, hparams: Hparams, data: DeviceData, vectorize: str = "vmap",
+                  *, epoch: bool = True, retryable: bool = False,
+                  executor: concurrent.futures.Executor | None = None,
                   ) -> concurrent.futures.Future:
-  """Compiles, on a background thread, the programs `train(spec, rows, ...)` will run.
+  """Compiles, on a background thread, the programs a chunk with these stacked `hparams` will
+  run: `init`, and (`epoch`, and where the epoch is one program: `default_block` None) its
+  epoch program, `train_epoch_retryable` when `retryable`, else `train_epoch`.
 
   Why: a sweep of many buckets compiles one after another, each compile on one core while the
-  other idles; issued for bucket k+1 while bucket k trains, a compile overlaps training (the
-  jit caches are process-wide: `train` then finds the programs compiled). Wait for the future
-  before training the bucket, or the same program is compiled twice. Only what is compiled
-  for the shapes (members, data) given; the blocked CNN epochs on the CPU are not covered.
+  other idles; issued for the next chunk while one trains, a compile overlaps training (the
+  jit caches are process-wide: the same call with arguments of the same shapes, dtypes and
+  placement then finds the programs compiled; tests/test_population.py pins that it traces
+  nothing new). Wait for the future before the chunk's first call, or the program is
+  compiled twice. The blocked CNN epochs on the CPU compile block by block as they run.
 
   Args:
     executor: where to run it (default: a new single-thread executor, shut down when done).
   Returns:
     A future whose result is the compile's wall seconds.
   """
-  hparams = jax.tree_util.tree_map(jnp.asarray, stack_rows(rows, list(range(len(rows)))))
 
   def work():
     start = time.perf_counter()
-    init.lower(spec, hparams, data).compile()
-    if default_block(spec) is None:
-      state = jax.eval_shape(lambda h: init(spec, h, data), hparams)
-      train_epoch.lower(spec, state, hparams, data, vectorize=vectorize).compile()
+    lowered = init.lower(spec, hparams, data)
+    lowered.compile()
+    if epoch and default_block(spec) is None:
+      program = train_epoch_retryable if retryable else train_epoch
+      program.lower(spec, lowered.out_info, hparams, data, vectorize=vectorize).compile()
     return time.perf_counter() - start
 
   if executor is not None:

@@ -372,7 +372,8 @@ def run_sweep(cfg: SweepConfig, space, strategy, *, out=sys.stdout) -> list[Any]
       test_top=cfg.test_top, memory_budget_bytes=budget, on_record=on_record,
       on_epoch=bar.epoch, on_checkpoint=checkpointer,
       simulate_device_bytes=int(cfg.simulate_device_mb * 2**20) if cfg.simulate_device_mb else None,
-      conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype, pack=cfg.pack)
+      conv_vectorize=cfg.conv_vectorize, dtype=cfg.dtype, pack=cfg.pack,
+      compile_ahead=cfg.compile_ahead)
   plans: list[Any] = []
   loop.on_announce = lambda line: print(line, file=out)
   restored = resuming and checkpointer.restore(loop)

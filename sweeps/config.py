@@ -202,6 +202,9 @@ OPTIONS: tuple[Option, ...] = (
            "activations and schedule kinds share one compiled program (padded and masked) where "
            "the backend's cost model says it pays; off: one program per distinct shape.",
            choices=("auto", "off"), group="device"),
+    Option("compile_ahead", bool, True, "Compile the next bucket's programs on a background "
+           "thread while one trains (one process on one device; --nocompile_ahead compiles "
+           "each just before it trains).", group="device"),
     Option("study_storage", str, None, "Where the Optuna study of the results goes: any "
            "SQLAlchemy URL (e.g. postgresql://... for many hosts); default "
            "sqlite:///WORKDIR/report/study.db.", group="output"),

@@ -117,13 +117,17 @@ def _fmt(seconds: float) -> str:
 def time_line(summary: dict[str, Any] | None, *, total_seconds: float,
               checkpoint_seconds: float) -> str:
   """The final line's split of the sweep's time. `summary` is WORKDIR/summary.json when the
-  loop wrote one (programs_compiled, compile_seconds, train_seconds, checkpoint_seconds)."""
+  loop wrote one (programs_compiled, compile_seconds, train_seconds, checkpoint_seconds; and
+  compile_overlapped_seconds, compiles that ran beside training and so are not in the split)."""
   summary = summary or {}
   parts = []
   if "compile_seconds" in summary:
     compiled = summary.get("programs_compiled")
+    overlapped = summary.get("compile_overlapped_seconds") or 0.0
+    notes = ([f"{compiled} programs"] if compiled is not None else []) + (
+        [f"{overlapped:.1f} s more overlapped with training"] if overlapped >= 0.05 else [])
     parts.append(f"compile {summary['compile_seconds']:.1f} s"
-                 + (f" ({compiled} programs)" if compiled is not None else ""))
+                 + (f" ({'; '.join(notes)})" if notes else ""))
   if "train_seconds" in summary:
     parts.append(f"train {summary['train_seconds']:.1f} s")
   parts.append(f"checkpoint {summary.get('checkpoint_seconds', checkpoint_seconds):.1f} s")

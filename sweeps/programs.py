@@ -7,6 +7,7 @@ loop has announced and counted is a `Programs` the loop owns.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -28,20 +29,26 @@ PROBE_BATCHES = 8
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
-_COMPILE_SECONDS = [0.0]
+# Threads whose name starts with this compile ahead (sweeps/ahead.py): their seconds overlap
+# training and are counted apart.
+AHEAD_THREAD = "compile-ahead"
+_COMPILE_SECONDS = {"inline": 0.0, "ahead": 0.0}
 _LISTENING = []
 
 
-def compile_seconds() -> float:
-  """Seconds this process has spent tracing and compiling (jax's own monitoring events)."""
+def compile_seconds(ahead: bool = False) -> float:
+  """Seconds this process has spent tracing and compiling (jax's own monitoring events): in
+  the threads that then run the programs, or (`ahead`) on the compile-ahead thread."""
   if not _LISTENING:
     def listener(event, duration, **kwargs):
       del kwargs
       if event in _COMPILE_EVENTS:
-        _COMPILE_SECONDS[0] += duration
+        where = ("ahead" if threading.current_thread().name.startswith(AHEAD_THREAD)
+                 else "inline")
+        _COMPILE_SECONDS[where] += duration
     jax.monitoring.register_event_duration_secs_listener(listener)
     _LISTENING.append(listener)
-  return _COMPILE_SECONDS[0]
+  return _COMPILE_SECONDS["ahead" if ahead else "inline"]
 
 
 def _entry(key: tuple) -> dict[str, Any]:
@@ -161,23 +168,34 @@ class Programs:
     """Starts counting (once per loop: a resumed run counts on)."""
     if self._counted is None:
       self._counted = {"start": time.perf_counter(), "compile": compile_seconds(),
+                       "ahead": compile_seconds(ahead=True),
                        "traces": dict(population.TRACE_COUNTS)}
 
-  def summary(self, members: int, checkpoint_seconds: float) -> dict[str, Any]:
-    """What this process did, counted (not estimated): members, programs traced, seconds."""
+  def summary(self, members: int, checkpoint_seconds: float,
+              waited_seconds: float = 0.0) -> dict[str, Any]:
+    """What this process did, counted (not estimated): members, programs traced, seconds.
+
+    compile_seconds is what compiling cost the sweep's wall time: compiles in the loop's own
+    thread plus `waited_seconds` (the loop waiting for a compile-ahead to finish);
+    compile_overlapped_seconds, the compile-ahead thread's seconds, ran while members trained
+    (less what was waited for) and are not part of the wall-time split.
+    """
     counted = self._counted
     traces = dict(population.TRACE_COUNTS)
-    compile_now = compile_seconds()
     wall = time.perf_counter() - counted["start"] if counted else 0.0
     compiled = {k: traces.get(k, 0) - (counted["traces"].get(k, 0) if counted else 0)
                 for k in ("init", "train_epoch", "finish_epoch", "evaluate")}
-    compile_s = compile_now - (counted["compile"] if counted else compile_now)
+    inline = compile_seconds() - (counted["compile"] if counted else compile_seconds())
+    ahead = (compile_seconds(ahead=True)
+             - (counted["ahead"] if counted else compile_seconds(ahead=True)))
+    compile_s = inline + waited_seconds
     # An epoch program is one train_epoch, or (CPU convolutions, in blocks) the blocks that end
     # in one finish_epoch: each epoch procedure compiled counts once.
     return {"members": members,
             "programs_compiled": compiled["train_epoch"] + compiled["finish_epoch"],
             "programs_announced": self.announced, "traces": compiled,
             "compile_seconds": round(compile_s, 3),
+            "compile_overlapped_seconds": round(max(ahead - waited_seconds, 0.0), 3),
             "checkpoint_seconds": round(checkpoint_seconds, 3),
             "train_seconds": round(max(wall - compile_s - checkpoint_seconds, 0.0), 3),
             "wall_seconds": round(wall, 3), "devices": self.devices}

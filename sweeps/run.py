@@ -22,8 +22,8 @@ The rooms this module calls: `trainer` (default `jaxnn.population`: init, run an
 evaluate), `jaxnn/slots.py` (population surgery), `sweeps/members.py` (member bookkeeping:
 histories, early stopping, ranking), `sweeps/kept.py` (weights kept on the host),
 `sweeps/oom.py` (allocation failures), `sweeps/vectorize.py` (vmap or lax.map),
-`sweeps/programs.py` (programs announced and counted), `sweeps/loop_state.py` (what a
-checkpoint holds).
+`sweeps/programs.py` (programs announced and counted), `sweeps/ahead.py` (the next chunk's
+programs compiled while one trains), `sweeps/loop_state.py` (what a checkpoint holds).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from jaxnn import population
 from jaxnn import slots as slots_lib
 from launch import mesh as mesh_lib
 from launch import multihost
+from sweeps import ahead as ahead_lib
 from sweeps import chunks as chunks_lib
 from sweeps import kept as kept_lib
 from sweeps import loop_state
@@ -64,6 +65,8 @@ class SweepLoop:
       `init(spec, hparams, data)`, `run_epoch(spec, state, hparams, data, vectorize=, block=,
       retryable=)` and `evaluate(spec, state, hparams, x, y, mean, std)`. Strategy tests pass
       a stub whose metrics are a known function of each member's hyperparameters.
+    compile_ahead: compile the next chunk's programs on a background thread while one trains
+      (sweeps/ahead.py; one process on one device, the default trainer only).
   """
 
   def __init__(self, strategy: base.Strategy, dataset, *, objective: str = vocab.DEFAULT_OBJECTIVE,
@@ -74,7 +77,7 @@ class SweepLoop:
                on_checkpoint: Callable[["SweepLoop", bool], None] | None = None,
                simulate_device_bytes: int | None = None, conv_vectorize: str = "auto",
                on_plan: Callable[[plan_lib.Plan], None] | None = None, dtype: str = "float32",
-               pack: str = "auto", trainer: Any = population):
+               pack: str = "auto", trainer: Any = population, compile_ahead: bool = True):
     self.strategy = strategy
     self.trainer = trainer
     self.dtype = dtype   # compute dtype of every bucket (population.with_dtype)
@@ -103,6 +106,9 @@ class SweepLoop:
     self._mode = functools.partial(vectorize_lib.mode, sharded=self.mesh is not None,
                                    conv_vectorize=conv_vectorize)
     self.programs = programs_lib.Programs(self.data, self.devices, self._mode)
+    self.ahead = ahead_lib.Ahead(
+        compile_ahead and self.mesh is None and trainer is population, self.data, self.programs,
+        self._mode, lambda ids: [self.members[i].row for i in ids])
     self.seconds = {"checkpoint": 0.0}
 
   def slot_size(self, members: int) -> int:
@@ -116,7 +122,8 @@ class SweepLoop:
 
   def summary(self) -> dict[str, Any]:
     """What this process did, counted (not estimated): members, programs traced, seconds."""
-    return self.programs.summary(len(self.members), self.seconds["checkpoint"])
+    return self.programs.summary(len(self.members), self.seconds["checkpoint"],
+                                 self.ahead.waited)
 
   # ------------------------------------------------------------------ planning and starting
 
@@ -153,6 +160,7 @@ class SweepLoop:
     became (one, or the parts an allocation failure at init left; none if all failed)."""
     if chunk.state is not None:
       return [chunk]
+    self.ahead.wait(chunk.spec, chunk.slots)   # its programs may be compiling ahead
     position = self.chunks.index(chunk)
     parts = self._init_chunks(chunk.spec, chunk.ids, [self.members[i].row for i in chunk.ids],
                               chunk.member_bytes, chunk.slots)
@@ -379,6 +387,13 @@ class SweepLoop:
     `sync_at`), 'done'.
     """
     self.programs.start()
+    try:
+      self._run()
+    finally:
+      self.ahead.close()
+    return [self.members[i] for i in sorted(self.members)]
+
+  def _run(self) -> None:
     while self.phase != vocab.DONE:
       if self.phase == vocab.ASK:
         trials = self.strategy.ask()
@@ -395,7 +410,9 @@ class SweepLoop:
         # No save here: a resume from the previous checkpoint re-asks the same trials (the
         # strategy is deterministic) and re-initializes them identically.
         self._begin_phase()
-      for chunk in list(self.chunks):
+      order = list(self.chunks)
+      for k, chunk in enumerate(order):
+        self.ahead.issue(order[k + 1:])   # the next new program compiles while this trains
         self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
         self.on_record([self.members[i].record(self.objective) for i in chunk.ids])
@@ -411,7 +428,6 @@ class SweepLoop:
       self.evaluate_test()
       self.phase = vocab.DONE
       self.checkpoint(force=True)
-    return [self.members[i] for i in sorted(self.members)]
 
   def _begin_phase(self) -> None:
     """Fixes where this training phase ends: every live member's target, or the next multiple

@@ -208,7 +208,8 @@ def test_compile_ahead_compiles_what_train_runs():
   data = population.device_data(dataset)
   configs = [dict(MLP_CONFIGS[0], widths=[5, 3]), dict(MLP_CONFIGS[1], widths=[5, 3])]
   spec, rows = _bucket(configs)
-  seconds = population.compile_ahead(spec, rows, data).result()
+  hparams = jax.tree_util.tree_map(jnp.asarray, population.stack_rows(rows, [0, 1]))
+  seconds = population.compile_ahead(spec, hparams, data).result()
   assert seconds > 0
   before = dict(population.TRACE_COUNTS)
   _, ahead = population.train(spec, rows, [0, 1], data, 2)

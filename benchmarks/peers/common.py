@@ -21,7 +21,6 @@ import time
 import numpy as np
 
 FLAGFILE = "sweeps/flags/cifar_mlp_random.flags"
-FAST_FLAGFILE = "sweeps/flags/cifar_mlp_fast.flags"   # the same space, by Hyperband
 DEPTH = (1, 5)
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
 ACTIVATIONS = ("relu", "gelu", "tanh")

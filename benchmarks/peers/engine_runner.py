@@ -4,9 +4,11 @@
 
 As a user would run it: the flagfiles as they are, with the engine's defaults (--pack=auto:
 members of different MLP shapes may share a program where the cost model says it pays), only the
-budget changed. random and bayes search the seed flagfile's space (cifar_mlp_random.flags);
-hyperband is the fast flagfile (cifar_mlp_fast.flags: eta 3, its two most exploratory brackets)
-with the budget's epochs as R. PBT can only vary numbers inside one compiled program, so its
+budget changed. random, bayes and hyperband search the seed flagfile's space and training
+(cifar_mlp_random.flags: constant Adam 1e-3, no augmentation, as Keras Tuner's trials train);
+hyperband with eta 3, its two most exploratory brackets and a first rung of 1 epoch, the
+budget's epochs as R (cifar_mlp_fast.flags adds a cosine schedule and augmentation, which the
+other contenders do not have, and a 3-epoch first rung). PBT can only vary numbers inside one compiled program, so its
 population fixes the architecture to [1024, 512] relu and lets PBT tune lr, L2 and dropout,
 which the seed space holds fixed or on a coarse grid.
 """
@@ -21,6 +23,7 @@ import common
 from sweeps import api
 from sweeps.run import EarlyStopping, SweepLoop
 
+HYPERBAND = ["--eta=3", "--min_epochs=1", "--trials=2"]   # its two most exploratory brackets
 PBT_SPACE = ["--space=depth=2", "--space=widths=[1024, 512]", "--space=activation=relu",
              "--space=lr=loguniform(3e-4, 3e-3)", "--space=l2=loguniform(1e-5, 1e-4)",
              "--space=dropout=uniform(0.0, 0.5)"]
@@ -29,12 +32,13 @@ PBT_SPACE = ["--space=depth=2", "--space=widths=[1024, 512]", "--space=activatio
 def argv_for(strategy: str, budget: common.Budget) -> list[str]:
   """The sweep flags of one engine contender (the seed flagfile plus the budget)."""
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  flagfile = common.FAST_FLAGFILE if strategy == "hyperband" else common.FLAGFILE
-  argv = [f"--flagfile={os.path.join(repo, flagfile)}", f"--strategy={strategy}",
+  argv = [f"--flagfile={os.path.join(repo, common.FLAGFILE)}", f"--strategy={strategy}",
           f"--epochs={budget.epochs}", f"--seed={budget.seed}", "--noprogress",
           f"--workdir={tempfile.mkdtemp(prefix='engine_')}"]   # validated; the loop writes nothing
   if strategy in ("random", "bayes"):
     argv.append(f"--trials={budget.trials}")
+  if strategy == "hyperband":
+    argv += HYPERBAND
   if strategy == "bayes":
     argv.append(f"--batch={max(2, budget.trials // 5)}")   # 5 rounds of asks
   if strategy == "pbt":

@@ -25,6 +25,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import threading
 import time
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -44,6 +45,13 @@ Hparams = Mapping[str, jax.Array]
 # Counts how often each population function is traced (i.e. compiled): tests use it to prove
 # that new hyperparameter values or seeds reuse the compiled program.
 TRACE_COUNTS: collections.Counter = collections.Counter()
+_TRACE_LOCK = threading.Lock()   # a sweep may trace on its compile-ahead thread too
+
+
+def _traced(name: str) -> None:
+  """Counts one trace of `name` (under a lock: `+=` on a Counter is not atomic across threads)."""
+  with _TRACE_LOCK:
+    TRACE_COUNTS[name] += 1
 
 # fold_in tags, one per purpose, so no two uses ever share a key.
 _INIT, _SHUFFLE, _DROPOUT, _AUGMENT = range(4)
@@ -348,7 +356,7 @@ def init(spec: BucketSpec, hparams: Hparams, data: DeviceData) -> MemberState:
     hparams: per-member arrays from `stack_rows` (all leaves have a leading [members] axis).
     data: the device data (only shapes and the sample input are read).
   """
-  TRACE_COUNTS["init"] += 1
+  _traced("init")
   sample = data_lib.normalize(data.train_x[:1], data.mean, data.std)
   member_init = functools.partial(_member_init, spec, sample, data.train_x.shape[0])
   return jax.vmap(member_init)(hparams)
@@ -401,7 +409,7 @@ def train_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
     (state, metrics): metrics maps train_loss, train_acc, val_loss, val_acc, lr to arrays
     [members]; lr is the rate used during this epoch (at its first step).
   """
-  TRACE_COUNTS["train_epoch"] += 1
+  _traced("train_epoch")
   lr = _lr_now(spec, hparams, state.step, data.train_x.shape[0])
   state, (train_loss, train_acc) = over_members(
       functools.partial(_member_train, spec, data, unroll=unroll), vectorize)(hparams, state)
@@ -424,7 +432,7 @@ train_epoch_retryable = jax.jit(train_epoch.__wrapped__, static_argnames=("spec"
 def epoch_order(spec: BucketSpec, state: MemberState, hparams: Hparams, num_train: int):
   """Every member's batches for its current epoch (indices [members, steps, batch]) and the
   learning rate [members] at the epoch's first step."""
-  TRACE_COUNTS["epoch_order"] += 1
+  _traced("epoch_order")
   order = jax.vmap(functools.partial(_member_order, spec, num_train))(hparams, state)
   return order, _lr_now(spec, hparams, state.step, num_train)
 
@@ -439,7 +447,7 @@ def train_block(spec: BucketSpec, state: MemberState, hparams: Hparams, data: De
   Returns:
     (state, (loss [members, k], accuracy [members, k])).
   """
-  TRACE_COUNTS["train_block"] += 1
+  _traced("train_block")
   steps = functools.partial(_member_steps, spec, data, unroll=order.shape[1])
   return over_members(steps, vectorize, loop=False)(hparams, state, order)
 
@@ -449,7 +457,7 @@ def finish_epoch(spec: BucketSpec, state: MemberState, hparams: Hparams, data: D
                  step_losses: jax.Array, step_accs: jax.Array, lr: jax.Array,
                  vectorize: str = "vmap"):
   """Ends a blocked epoch: counts it, evaluates, and gives `train_epoch`'s metrics."""
-  TRACE_COUNTS["finish_epoch"] += 1
+  _traced("finish_epoch")
   state = state.replace(epoch=state.epoch + 1)
   val_loss, val_acc = _evaluate(spec, state, hparams, data.val_x, data.val_y, data.mean, data.std,
                                 vectorize, loop=False)
@@ -524,7 +532,7 @@ def _evaluate(spec, state, hparams, x, y, mean, std, vectorize="vmap", loop=True
 def evaluate(spec: BucketSpec, state: MemberState, hparams: Hparams, x: jax.Array, y: jax.Array,
              mean: jax.Array, std: jax.Array):
   """Loss and accuracy [members] of every member on any split (e.g. the held-out test split)."""
-  TRACE_COUNTS["evaluate"] += 1
+  _traced("evaluate")
   return _evaluate(spec, state, hparams, x, y, mean, std)
 
 

@@ -59,9 +59,9 @@ class Ahead:
       key = (chunk.spec, chunk.slots)
       if chunk.state is not None or key in self._futures:
         continue
+      if self.programs.entry(*key)["traced"]:
+        continue   # a chunk of this program has run: its programs are compiled
       vectorize = self._vectorize(chunk.spec, chunk.slots)
-      if vectorize is not None and vectorize in self.programs.entry(*key)["traced"]:
-        continue   # compiled by an earlier chunk
       hparams = slots_lib.stacked(self.rows_of(chunk.ids), chunk.ids, chunk.slots)
       if self._executor is None:
         self._executor = concurrent.futures.ThreadPoolExecutor(

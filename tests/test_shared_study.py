@@ -90,7 +90,7 @@ def _env(grace=60):
   # Heartbeats every second; a trial is stale after `grace` s of silence. Short only where no
   # live worker can be mistaken for a dead one (a loaded machine may stall a heartbeat).
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAXNN_STUDY_HEARTBEAT="1",
-             JAXNN_STUDY_GRACE=str(grace))
+             JAXNN_STUDY_GRACE=str(grace), PYTHONFAULTHANDLER="1")
   for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     env.pop(name, None)
   return env
@@ -103,6 +103,19 @@ def _worker(url, name, workdir, *extra, grace=60):
       cwd=ROOT, env=_env(grace), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _finish(proc, timeout=600):
+  """The worker's stderr once it exits. A worker still running after `timeout` is aborted
+  (PYTHONFAULTHANDLER prints every thread's stack to stderr) and the test fails with that."""
+  try:
+    _, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.send_signal(signal.SIGABRT)
+    _, err = proc.communicate()
+    pytest.fail(f"worker still running after {timeout} s; its threads:\n{err[-6000:]}")
+  assert proc.returncode == 0, err[-3000:]
+  return err
+
+
 def _trials(url, name):
   from sweeps.strategies import shared
   study = optuna.load_study(study_name=name, storage=shared.open_storage(url))
@@ -113,8 +126,7 @@ def test_workers_share_one_study_and_train_the_budget_once(postgres, tmp_path):
   name = f"share-{uuid.uuid4().hex[:8]}"
   workers = [_worker(postgres, name, tmp_path / f"w{i}", "--trials=6") for i in range(2)]
   for proc in workers:
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
+    _finish(proc)
   ids = [sorted(r.member_id for r in records_lib.read_records(tmp_path / f"w{i}"))
          for i in range(2)]
   # Together: the budget of 6, each member once, in one worker or the other.
@@ -139,10 +151,12 @@ def test_a_killed_worker_leaves_no_trial_running_and_its_trials_are_retried(post
   name = f"kill-{uuid.uuid4().hex[:8]}"
   victim = _worker(postgres, name, tmp_path / "victim", "--trials=4")
   deadline = time.monotonic() + 300
-  while True:   # kill it while it holds its first batch (2 trials RUNNING)
+  while True:   # kill it while it holds its first batch (2 trials RUNNING, both started:
+    # config, heartbeat and member id written; a death before that is the next test's case)
     assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[1][-3000:]
     try:
-      running = [t for t in _trials(postgres, name) if t.state.name == "RUNNING"]
+      running = [t for t in _trials(postgres, name)
+                 if t.state.name == "RUNNING" and t.user_attrs.get("member_id") == t.number]
     except KeyError:   # the study does not exist yet
       running = []
     if len(running) == 2:
@@ -152,8 +166,7 @@ def test_a_killed_worker_leaves_no_trial_running_and_its_trials_are_retried(post
   victim.communicate()
   # The victim is dead: nothing alive can be mistaken for it, so a short grace period.
   survivor = _worker(postgres, name, tmp_path / "survivor", "--trials=4", grace=4)
-  _, err = survivor.communicate(timeout=600)
-  assert survivor.returncode == 0, err[-3000:]
+  _finish(survivor)
   trials = _trials(postgres, name)
   states = [t.state.name for t in trials]
   assert "RUNNING" not in states and "WAITING" not in states
@@ -167,6 +180,25 @@ def test_a_killed_worker_leaves_no_trial_running_and_its_trials_are_retried(post
   records = records_lib.read_records(tmp_path / "survivor")
   assert sorted(r.member_id for r in records) == [2, 3, 4, 5]
   assert all(r.status == "complete" for r in records)
+
+
+def test_a_worker_killed_before_its_first_heartbeat_does_not_stall_the_study(postgres, tmp_path):
+  # A worker that dies between creating a trial and beating for it leaves a RUNNING trial that
+  # Optuna never calls stale (no heartbeat at all); the others would wait for it forever.
+  from sweeps import space as space_lib
+  from sweeps.strategies import base, shared
+  name = f"unbeaten-{uuid.uuid4().hex[:8]}"
+  dead = shared.SharedStudyStrategy(
+      space_lib.parse([flag[len("--space="):] for flag in SPACE]),
+      base.Settings(trials=2, batch=2, study_storage=postgres, study_name=name), "bayes")
+  dead.study.ask()   # trial 0: created, and then its worker was gone
+  survivor = _worker(postgres, name, tmp_path / "survivor", "--trials=2", grace=4)
+  _finish(survivor, timeout=300)
+  trials = _trials(postgres, name)
+  assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+  assert trials[2].system_attrs["failed_trial"] == 0   # trial 0 came back as a retry
+  records = records_lib.read_records(tmp_path / "survivor")
+  assert sorted(r.member_id for r in records) == [1, 2]
 
 
 def _bad(tmp_path, *flags):

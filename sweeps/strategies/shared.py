@@ -10,8 +10,9 @@ works on one machine) and `--study_name`, each with its own `--workdir`, coopera
     workers (a PostgreSQL advisory lock), so together they train exactly that many, none twice;
   * every running trial carries an Optuna heartbeat (RDBStorage `heartbeat_interval`), sent by a
     thread of the worker; a worker killed with SIGKILL stops beating, its trials turn FAIL after
-    `grace_period` (`optuna.storages.fail_stale_trials`, run by every worker before it asks) and
-    Optuna's retry callback puts a copy of each in the queue (WAITING), which the next worker to
+    `grace_period` (`optuna.storages.fail_stale_trials`, run by every worker before it asks; a
+    trial whose worker died before its first heartbeat likewise, `_fail_unbeaten`) and Optuna's
+    retry callback puts a copy of each in the queue (WAITING), which the next worker to
     ask trains. A worker with nothing left to ask waits for the others' running trials, so a
     retry always finds someone while any worker is alive.
   * a member's id is its trial number in the study: unique across workers, and its randomness is
@@ -27,6 +28,7 @@ exists with another search space or direction, raise ValueError (one line) in bo
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -203,6 +205,7 @@ class SharedStudyStrategy(Strategy):
     while True:
       with self._ask_lock():
         optuna.storages.fail_stale_trials(self.study)   # a dead worker's trials -> retries
+        self._fail_unbeaten(self.study.get_trials(deepcopy=False))
         trials = self.study.get_trials(deepcopy=False)
         states = optuna.trial.TrialState
         fresh = sum(not _is_retry(t) for t in trials)
@@ -224,12 +227,37 @@ class SharedStudyStrategy(Strategy):
       epochs = common.planned_epochs(config, self.settings)
       config = common.trial_config(config, self.settings, epochs)
       optuna_trial.set_user_attr("config", config)
-    optuna_trial.set_user_attr("member_id", member_id)
     optuna_trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
     self.storage.record_heartbeat(optuna_trial._trial_id)
+    # Set after the first heartbeat: its absence marks a trial that never beat (_fail_unbeaten).
+    optuna_trial.set_user_attr("member_id", member_id)
     with self._lock:
       self.running[member_id] = optuna_trial
     return Trial(member_id, dict(config), int(config["epochs"]))
+
+  def _fail_unbeaten(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Fails (and so retries) the trials of a worker killed between creating a trial and its
+    first heartbeat. Optuna's `fail_stale_trials` looks only at trials that have a heartbeat,
+    so such a trial would stay RUNNING forever and every other worker would wait for it.
+    `_start` sets `member_id` (= the trial's own number; a retry carries its dead original's)
+    after the first heartbeat: a RUNNING trial without it, started longer than the grace period
+    ago (this host's clock against the creator's: the grace period covers their skew), never
+    beat."""
+    now = datetime.datetime.now()
+    grace = datetime.timedelta(seconds=self.storage.grace_period or 60)
+    retry = self.storage.get_heartbeat_stale_trial_callback()
+    for trial in trials:
+      if trial.state != optuna.trial.TrialState.RUNNING or \
+          trial.user_attrs.get("member_id") == trial.number or \
+          trial.datetime_start is None or now - trial.datetime_start < grace:
+        continue
+      try:
+        if not self.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+          continue
+      except optuna.exceptions.UpdateFinishedTrialError:
+        continue   # another worker got there first
+      if retry is not None:
+        retry(self.study, self.storage.get_trial(trial._trial_id))
 
   def _heartbeats(self) -> None:
     """Keeps this worker's running trials alive in the storage while it trains them."""

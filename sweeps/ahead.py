@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 from jaxnn import population
 from jaxnn import slots as slots_lib
 from sweeps import programs as programs_lib
+from sweeps import vectorize as vectorize_lib
 
 
 class Ahead:
@@ -99,7 +100,4 @@ class Ahead:
     epoch is one program; None otherwise (then only `init` is compiled ahead)."""
     if population.default_block(spec) is not None:
       return None
-    mode = self.mode(spec, slots)
-    if mode == "auto":
-      return self.programs.entry(spec, slots)["choice"]
-    return mode
+    return vectorize_lib.decided(self.mode, spec, slots, self.programs.entry(spec, slots))

@@ -44,14 +44,20 @@ def choose(chunk, programs: programs_lib.Programs, data: population.DeviceData,
   programs.traced(chunk.spec, chunk.slots, chunk.vectorize)
 
 
+def decided(rule: Callable[[Any, int], str], spec, slots: int,
+            entry: Mapping[str, Any]) -> str | None:
+  """How a chunk of (spec, slots) runs where that is known already: `rule`'s fixed choice, or
+  the choice a probe of this program made (`entry`, its Programs entry); None while 'auto' is
+  not probed yet."""
+  chosen = rule(spec, slots)
+  return entry["choice"] if chosen == "auto" else chosen
+
+
 def _pick(chunk, entry, programs, data, rule, runs, run_epoch) -> None:
-  chosen = rule(chunk.spec, chunk.slots)
-  if chosen != "auto":
-    chunk.vectorize = chosen
-    return
-  if entry["choice"] is not None:
-    chunk.vectorize = entry["choice"]
-    _note(chunk, runs, entry["seconds"])
+  chunk.vectorize = decided(rule, chunk.spec, chunk.slots, entry)
+  if chunk.vectorize is not None:
+    if entry["choice"] is not None:   # probed for an earlier chunk of this program
+      _note(chunk, runs, entry["seconds"])
     return
   n = min(data.train_x.shape[0], programs_lib.PROBE_BATCHES * chunk.spec.batch_size)
   probe = data._replace(train_x=data.train_x[:n], train_y=data.train_y[:n],

@@ -196,7 +196,9 @@ def test_a_worker_killed_before_its_first_heartbeat_does_not_stall_the_study(pos
   _finish(survivor, timeout=300)
   trials = _trials(postgres, name)
   assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
-  assert trials[2].system_attrs["failed_trial"] == 0   # trial 0 came back as a retry
+  # Trial 0 came back as a retry: trial 1 or 2, depending on whether the survivor first asked
+  # before or after trial 0's grace period ran out (its start-up time decides).
+  assert [t.number for t in trials if t.system_attrs.get("failed_trial") == 0] in ([1], [2])
   records = records_lib.read_records(tmp_path / "survivor")
   assert sorted(r.member_id for r in records) == [1, 2]
 

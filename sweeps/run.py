@@ -412,6 +412,9 @@ class SweepLoop:
         self._begin_phase()
       order = list(self.chunks)
       for k, chunk in enumerate(order):
+        # This chunk's own compile (if issued ahead) ends first: `issue` skips while one is in
+        # flight, so on a slow machine the next program would otherwise never be issued.
+        self.ahead.wait(chunk.spec, chunk.slots)
         self.ahead.issue(order[k + 1:])   # the next new program compiles while this trains
         self.train_chunk(chunk)
         # Progress on disk: a half-finished sweep can already be reported.
